@@ -1,0 +1,464 @@
+"""The durable agent: in-flight workflows as a fold of events, a durable mailbox, group commits.
+
+Recovery contract. `start()` takes a new fencing epoch for the agent's stream,
+loads the latest snapshot, replays only the events after it (so recovery cost
+follows the events since the last snapshot, not the stream's length), drains
+the messages still pending in its mailbox, then resumes every workflow that
+was in flight. An incarnation whose epoch was superseded is refused by the
+journal and stops: two incarnations never both write.
+
+Ordering and delivery. Events are applied to memory when recorded and
+committed by one flusher in stream order, many workflows per commit. A
+message is sent only after the commit that records it (the send is part of
+that commit), and a received message is marked processed in the same commit
+as the events it caused. A message is applied at most once: in-flight and
+recently consumed ids are skipped, redeliveries are checked against the log,
+and the journal refuses to consume a message twice.
+
+Effects (LLM calls, uploads) run in the workflow's own task; a step's result
+is committed before the next step starts, so a completed step is never paid
+for twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from actors.events import (
+    EVENT_SCHEMA_VERSION,
+    Event,
+    WorkflowAccepted,
+    WorkflowSubmitted,
+    decode_event,
+    encode_event,
+)
+from actors.models import FrozenModel
+from actors.protocol import Envelope, ProtocolError, decode_envelope
+from actors.workflow import WorkflowState, accept, apply
+from storage.records import (
+    AppendBatch,
+    AppendRefusal,
+    AppendResult,
+    DeadLetter,
+    EventRecord,
+    MessageRecord,
+    SnapshotRecord,
+    StreamPosition,
+    WorkflowRow,
+)
+
+log = logging.getLogger(__name__)
+RECENT_IDS = 100_000
+
+
+class JournalPort(Protocol):
+    """What an agent needs from the journal (a local `Journal` or a Ray client of it)."""
+
+    async def open_stream(self, stream_id: str) -> StreamPosition: ...
+
+    async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal: ...
+
+    async def read_stream(
+        self, stream_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]: ...
+
+    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None: ...
+
+    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]: ...
+
+    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]: ...
+
+
+class Transport(Protocol):
+    """Pushes committed messages to their recipients; never raises, retries on its own."""
+
+    def send(self, recipient: str, bodies: list[str]) -> None: ...
+
+
+class AgentConfig(FrozenModel):
+    name: str
+    role: str
+    snapshot_every: int = 2_000
+    """Take a snapshot once this many events were appended since the last one."""
+    max_batch_events: int = 5_000
+    mailbox_poll_s: float = 2.0
+    step_attempts: int = 3
+    retry_backoff_s: float = 0.2
+
+
+class AgentSnapshot(FrozenModel):
+    workflows: tuple[WorkflowState, ...]
+    processed: int
+    completed: int
+    failed: int
+
+
+class AgentFencedError(Exception):
+    """This incarnation lost its stream to a newer one and must stop."""
+
+
+class RecoveryReport(FrozenModel):
+    agent: str
+    epoch: int
+    snapshot_seq: int
+    events_replayed: int
+    last_seq: int
+    in_flight: int
+    pending_messages: int
+    millis: float
+
+
+@dataclass
+class _Pending:
+    workflow_id: str
+    events: list[EventRecord]
+    send: list[MessageRecord]
+    processed: list[str]
+    rows: list[WorkflowRow]
+    dead: list[DeadLetter]
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class DurableAgent(ABC):
+    def __init__(self, config: AgentConfig, journal: JournalPort, transport: Transport) -> None:
+        self.config = config
+        self.name = config.name
+        self.journal = journal
+        self.transport = transport
+        self.workflows: dict[str, WorkflowState] = {}
+        self.processed = 0
+        self.completed = 0
+        self.failed = 0
+        self.epoch = 0
+        self._last_seq = 0
+        self._next_seq = 1
+        self._snapshot_seq = 0
+        self._pending: list[_Pending] = []
+        self._dirty = asyncio.Event()
+        self._inflight_ids: set[str] = set()
+        self._recent_ids: OrderedDict[str, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fatal: BaseException | None = None
+        self.recovered: set[str] = set()
+        """Workflows this incarnation inherited from the log (their effects may be half done)."""
+
+    # --- lifecycle -----------------------------------------------------------------
+    async def start(self) -> RecoveryReport:
+        began = time.perf_counter()
+        position = await self.journal.open_stream(self.name)
+        self.epoch = position.epoch
+        snapshot = await self.journal.latest_snapshot(self.name)
+        if snapshot is not None:
+            self._restore(AgentSnapshot.model_validate_json(snapshot.state))
+            self._snapshot_seq = snapshot.seq
+        self._last_seq = self._snapshot_seq
+        replayed = await self._replay()
+        self._next_seq = self._last_seq + 1
+        self.recovered = set(self.workflows)
+        self._spawn(self._flush_loop())
+        pending = await self._drain_mailbox()
+        for workflow_id in list(self.workflows):
+            self._spawn(self.advance(workflow_id))
+        self._spawn(self._poll_loop())
+        return RecoveryReport(
+            agent=self.name,
+            epoch=self.epoch,
+            snapshot_seq=self._snapshot_seq,
+            events_replayed=replayed,
+            last_seq=self._last_seq,
+            in_flight=len(self.workflows),
+            pending_messages=pending,
+            millis=(time.perf_counter() - began) * 1000,
+        )
+
+    def _restore(self, snapshot: AgentSnapshot) -> None:
+        self.workflows = {w.task_id: w for w in snapshot.workflows}
+        self.processed, self.completed, self.failed = (
+            snapshot.processed,
+            snapshot.completed,
+            snapshot.failed,
+        )
+
+    async def _replay(self) -> int:
+        replayed = 0
+        while True:
+            records = await self.journal.read_stream(self.name, self._last_seq, limit=5_000)
+            if not records:
+                return replayed
+            for record in records:
+                event = decode_event(record.type, record.schema_version, record.payload)
+                self._fold(record.workflow_id, event)
+                self._last_seq = record.seq
+            replayed += len(records)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("%s: task failed: %r", self.name, error)
+            if isinstance(error, AgentFencedError):
+                self._fatal = error
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- the fold ----------------------------------------------------------------------
+    def _fold(self, workflow_id: str, event: Event) -> WorkflowState | None:
+        if isinstance(event, WorkflowAccepted | WorkflowSubmitted):
+            state = accept(workflow_id, self.name, event)
+            self.processed += 1
+        else:
+            current = self.workflows.get(workflow_id)
+            if current is None:
+                return None
+            state = apply(current, event)
+        if state.terminal:
+            self.workflows.pop(workflow_id, None)
+            if state.status == "failed":
+                self.failed += 1
+            elif state.status == "completed":
+                self.completed += 1
+        else:
+            self.workflows[workflow_id] = state
+        return state
+
+    # --- recording ---------------------------------------------------------------------
+    async def record(
+        self,
+        workflow_id: str,
+        events: Iterable[Event],
+        *,
+        send: Iterable[Envelope] = (),
+        processed: Iterable[str] = (),
+        dead: Iterable[DeadLetter] = (),
+    ) -> WorkflowState | None:
+        """Apply `events` now and wait until they, the sends and the consumed ids are durable."""
+        state, done = self._record_nowait(
+            workflow_id, events, send=send, processed=processed, dead=dead
+        )
+        await done
+        return state
+
+    def _record_nowait(
+        self,
+        workflow_id: str,
+        events: Iterable[Event],
+        *,
+        send: Iterable[Envelope] = (),
+        processed: Iterable[str] = (),
+        dead: Iterable[DeadLetter] = (),
+    ) -> tuple[WorkflowState | None, asyncio.Future[None]]:
+        """`record` without waiting: the future completes when the commit is durable."""
+        if self._fatal is not None:
+            raise AgentFencedError(str(self._fatal))
+        records: list[EventRecord] = []
+        state: WorkflowState | None = None
+        for event in events:
+            state = self._fold(workflow_id, event)
+            records.append(
+                EventRecord(
+                    stream_id=self.name,
+                    seq=0,
+                    event_id=uuid.uuid4().hex,
+                    type=event.kind,
+                    schema_version=EVENT_SCHEMA_VERSION,
+                    workflow_id=workflow_id,
+                    payload=encode_event(event),
+                )
+            )
+        rows = [self.workflow_row(state)] if state is not None else []
+        pending = _Pending(
+            workflow_id=workflow_id,
+            events=records,
+            send=[_message_record(e) for e in send],
+            processed=list(processed),
+            rows=rows,
+            dead=list(dead),
+        )
+        self._pending.append(pending)
+        self._dirty.set()
+        return state, pending.done
+
+    def workflow_row(self, state: WorkflowState) -> WorkflowRow:
+        status = "running" if state.status == "handed_off" else state.status
+        return WorkflowRow(
+            workflow_id=state.task_id,
+            run_id=state.run_id,
+            product_id=state.product_data.product_id,
+            status=status,
+            current_step=state.current_step,
+            agent_id=state.agent_id,
+            error=state.error,
+        )
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            while self._pending:
+                taken, count = 0, 0
+                for p in self._pending:
+                    count += len(p.events)
+                    taken += 1
+                    if count >= self.config.max_batch_events:
+                        break
+                group, self._pending = self._pending[:taken], self._pending[taken:]
+                await self._commit(group, whole=not self._pending)
+
+    async def _commit(self, group: list[_Pending], *, whole: bool) -> None:
+        events: list[EventRecord] = []
+        for p in group:
+            for record in p.events:
+                events.append(record.model_copy(update={"seq": self._next_seq}))
+                self._next_seq += 1
+        last = self._next_seq - 1
+        snapshot = None
+        if whole and last - self._snapshot_seq >= self.config.snapshot_every:
+            snapshot = SnapshotRecord(stream_id=self.name, seq=last, state=self.snapshot_json())
+        batch = AppendBatch(
+            stream_id=self.name,
+            epoch=self.epoch,
+            events=tuple(events),
+            send=tuple(m for p in group for m in p.send),
+            mark_processed=tuple(i for p in group for i in p.processed),
+            workflows=_latest_rows(p.rows for p in group),
+            dead_letters=tuple(d for p in group for d in p.dead),
+            snapshot=snapshot,
+        )
+        outcome = await self.journal.append(batch)
+        if isinstance(outcome, AppendRefusal):
+            error = AgentFencedError(f"{self.name}: journal refused a commit: {outcome.message}")
+            self._fatal = error
+            for p in group:
+                p.done.set_exception(error)
+            await self.on_fatal(error)
+            return
+        self._last_seq = last
+        if snapshot is not None:
+            self._snapshot_seq = last
+        for p in group:
+            for message_id in p.processed:
+                self._consumed(message_id)
+            if not p.done.done():
+                p.done.set_result(None)
+        self._push(batch.send)
+
+    def snapshot_json(self) -> str:
+        return AgentSnapshot(
+            workflows=tuple(self.workflows.values()),
+            processed=self.processed,
+            completed=self.completed,
+            failed=self.failed,
+        ).model_dump_json()
+
+    def _push(self, messages: Sequence[MessageRecord]) -> None:
+        by_recipient: dict[str, list[str]] = {}
+        for m in messages:
+            by_recipient.setdefault(m.recipient, []).append(m.body)
+        for recipient, bodies in by_recipient.items():
+            self.transport.send(recipient, bodies)
+
+    async def on_fatal(self, error: AgentFencedError) -> None:
+        """Called once the journal refuses this incarnation; the Ray wrapper ends the process."""
+        log.error("%s", error)
+        await self.stop()
+
+    # --- the mailbox ----------------------------------------------------------------------
+    async def deliver(self, bodies: Sequence[str], *, redelivery: bool = False) -> int:
+        """Accept messages; returns how many were taken (duplicates and rejects are not)."""
+        fresh: list[Envelope] = []
+        for body in bodies:
+            try:
+                envelope = decode_envelope(body)
+            except ProtocolError as e:
+                await self._dead_letter(e.message_id or uuid.uuid4().hex, e.reason, body)
+                continue
+            if envelope.message_id in self._inflight_ids or envelope.message_id in self._recent_ids:
+                continue
+            fresh.append(envelope)
+        if redelivery and fresh:
+            still = await self.journal.unprocessed([e.message_id for e in fresh])
+            fresh = [e for e in fresh if e.message_id in still]
+        for envelope in fresh:
+            if envelope.message_id in self._inflight_ids:
+                continue
+            self._inflight_ids.add(envelope.message_id)
+            self._spawn(self._handle(envelope))
+        return len(fresh)
+
+    async def _handle(self, envelope: Envelope) -> None:
+        try:
+            await self.on_message(envelope)
+        finally:
+            self._inflight_ids.discard(envelope.message_id)
+
+    def _consumed(self, message_id: str) -> None:
+        self._inflight_ids.discard(message_id)
+        self._recent_ids[message_id] = None
+        if len(self._recent_ids) > RECENT_IDS:
+            self._recent_ids.popitem(last=False)
+
+    async def _dead_letter(self, message_id: str, reason: str, body: str) -> None:
+        log.warning("%s: message %s dead-lettered: %s", self.name, message_id, reason)
+        letter = DeadLetter(message_id=message_id, recipient=self.name, reason=reason, body=body)
+        await self.record("", (), processed=[message_id], dead=[letter])
+
+    async def _drain_mailbox(self) -> int:
+        pending = await self.journal.pending_messages(self.name, limit=100_000)
+        await self.deliver([m.body for m in pending])
+        return len(pending)
+
+    async def _poll_loop(self) -> None:
+        """Safety net: pick up messages whose push was lost (sender died after its commit)."""
+        while True:
+            await asyncio.sleep(self.config.mailbox_poll_s)
+            if not self._inflight_ids and not self._pending:
+                await self._drain_mailbox()
+
+    # --- what each agent does ---------------------------------------------------------------
+    @abstractmethod
+    async def on_message(self, envelope: Envelope) -> None:
+        """Turn one message into events (recorded with `processed=[envelope.message_id]`)."""
+
+    @abstractmethod
+    async def advance(self, workflow_id: str) -> None:
+        """Run the workflow's remaining steps at this agent, recording each result."""
+
+
+def _new_future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
+def _message_record(envelope: Envelope) -> MessageRecord:
+    return MessageRecord(
+        message_id=envelope.message_id,
+        recipient=envelope.recipient,
+        sender=envelope.sender,
+        type=envelope.type,
+        workflow_id=envelope.workflow_id,
+        body=envelope.model_dump_json(),
+    )
+
+
+def _latest_rows(rows: Iterable[list[WorkflowRow]]) -> tuple[WorkflowRow, ...]:
+    latest: dict[str, WorkflowRow] = {}
+    for group in rows:
+        for row in group:
+            latest[row.workflow_id] = row
+    return tuple(latest.values())

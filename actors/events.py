@@ -1,0 +1,151 @@
+"""Events: every state change of an agent, as typed, versioned records.
+
+An event is a fact that happened. Agents append them to their own streams;
+`decode_event` reads one back, upcasting older schema versions through
+`EVENT_UPCASTERS` so that a log written by an older release replays into
+today's models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from actors.models import (
+    Campaign,
+    FrozenModel,
+    Listing,
+    MarketplaceListing,
+    Product,
+    UploadReceipt,
+)
+from actors.ports import LLMProvenance
+from actors.protocol import FaultPlan
+
+EVENT_SCHEMA_VERSION = 1
+
+
+class WorkflowSubmitted(FrozenModel):
+    """Coordinator: a product entered the swarm as a workflow."""
+
+    kind: Literal["workflow_submitted"] = "workflow_submitted"
+    run_id: str
+    product: Product
+    agent_id: str
+    faults: FaultPlan = FaultPlan()
+
+
+class WorkflowAccepted(FrozenModel):
+    """An agent took charge of a workflow's next steps (its inbox message consumed)."""
+
+    kind: Literal["workflow_accepted"] = "workflow_accepted"
+    message_id: str
+    run_id: str
+    first_step: str
+    product: Product
+    faults: FaultPlan = FaultPlan()
+    marketplace_listing: MarketplaceListing | None = None
+    receipt: UploadReceipt | None = None
+
+
+class ProductValidated(FrozenModel):
+    kind: Literal["product_validated"] = "product_validated"
+
+
+class ListingGenerated(FrozenModel):
+    kind: Literal["listing_generated"] = "listing_generated"
+    listing: Listing
+    provenance: LLMProvenance
+
+
+class UploadConfirmed(FrozenModel):
+    kind: Literal["upload_confirmed"] = "upload_confirmed"
+    receipt: UploadReceipt
+    reconciled: bool = False
+    """True when a lookup found the product already there and no write was made."""
+
+
+class CampaignGenerated(FrozenModel):
+    kind: Literal["campaign_generated"] = "campaign_generated"
+    campaign: Campaign
+    provenance: LLMProvenance
+
+
+class CrashInjected(FrozenModel):
+    """Recorded just before an injected crash, so the fault fires once, not on every replay."""
+
+    kind: Literal["crash_injected"] = "crash_injected"
+    step: str
+
+
+class StepFailed(FrozenModel):
+    kind: Literal["step_failed"] = "step_failed"
+    step: str
+    error: str
+
+
+class WorkflowHandedOff(FrozenModel):
+    """This agent's part is done; the workflow went on to `recipient`."""
+
+    kind: Literal["workflow_handed_off"] = "workflow_handed_off"
+    recipient: str
+    message_id: str
+    next_step: str
+
+
+class WorkflowCompleted(FrozenModel):
+    kind: Literal["workflow_completed"] = "workflow_completed"
+
+
+class WorkflowFailed(FrozenModel):
+    kind: Literal["workflow_failed"] = "workflow_failed"
+    step: str
+    error: str
+
+
+Event = Annotated[
+    WorkflowSubmitted
+    | WorkflowAccepted
+    | ProductValidated
+    | ListingGenerated
+    | UploadConfirmed
+    | CampaignGenerated
+    | CrashInjected
+    | StepFailed
+    | WorkflowHandedOff
+    | WorkflowCompleted
+    | WorkflowFailed,
+    Field(discriminator="kind"),
+]
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EventUpcaster = Callable[[dict[str, Any]], dict[str, Any]]
+EVENT_UPCASTERS: dict[tuple[str, int], EventUpcaster] = {}
+"""(kind, version) -> function from that version's payload to the next version's."""
+
+
+class EventDecodeError(Exception):
+    """A stored event that today's models cannot read."""
+
+
+def encode_event(event: Event) -> str:
+    return event.model_dump_json()
+
+
+def decode_event(kind: str, schema_version: int, payload: str) -> Event:
+    """Today's event model from a stored payload of any supported version."""
+    if schema_version == EVENT_SCHEMA_VERSION:
+        return _EVENT_ADAPTER.validate_json(payload)
+    raw: dict[str, Any] = json.loads(payload)
+    version = schema_version
+    while version < EVENT_SCHEMA_VERSION:
+        upcaster = EVENT_UPCASTERS.get((kind, version))
+        if upcaster is None:
+            raise EventDecodeError(f"no upcaster for event {kind!r} v{version}")
+        raw, version = upcaster(raw), version + 1
+    if version != EVENT_SCHEMA_VERSION:
+        raise EventDecodeError(f"event {kind!r} v{schema_version} is newer than this swarm reads")
+    return _EVENT_ADAPTER.validate_python(raw)

@@ -1,0 +1,197 @@
+"""The product-upload agent: steps 1-3 of a product's workflow, then the hand-off.
+
+`validate_product_data` (pure) -> `generate_listing` (LLM) -> `confirm_upload`
+(marketplace) -> hand-off to the marketing agent. Each step's result is an
+event committed before the next step starts. An upload carries the
+workflow's idempotency key; a workflow inherited from a previous incarnation
+first looks the product up and writes only if the marketplace does not
+already hold this listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import zlib
+from collections.abc import Callable
+
+from actors.durable import AgentConfig, DurableAgent, JournalPort, Transport
+from actors.events import (
+    CrashInjected,
+    Event,
+    ListingGenerated,
+    ProductValidated,
+    StepFailed,
+    UploadConfirmed,
+    WorkflowAccepted,
+    WorkflowHandedOff,
+)
+from actors.models import UploadReceipt
+from actors.ports import ContentWriter, ExternalCallError, Marketplace
+from actors.protocol import (
+    STEP_CAMPAIGN,
+    STEP_LISTING,
+    STEP_UPLOAD,
+    STEP_VALIDATE,
+    CreateCampaign,
+    Envelope,
+    ProcessProduct,
+    WorkflowFinished,
+)
+from actors.steps import InjectedFailureError, check_fail_step, should_crash, with_retries
+from actors.validation import validate_product_data
+from actors.workflow import WorkflowState
+
+
+def pick(agents: tuple[str, ...], key: str) -> str:
+    """The agent of a pool that serves `key`: stable across processes and restarts."""
+    return agents[zlib.crc32(key.encode()) % len(agents)]
+
+
+class StepAgent(DurableAgent):
+    """A durable agent that runs workflow steps, with the seed's failure injection."""
+
+    coordinator = "coordinator"
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        journal: JournalPort,
+        transport: Transport,
+        crash: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config, journal, transport)
+        self._crash = crash or (lambda: os._exit(1))
+
+    async def advance(self, workflow_id: str) -> None:
+        while (state := self.workflows.get(workflow_id)) is not None and not state.terminal:
+            step = state.current_step
+            if should_crash(state, step):
+                await self.record(workflow_id, [CrashInjected(step=step)])
+                self._crash()
+            try:
+                check_fail_step(state, step)
+                events, send = await self.run_step(state, step)
+            except (InjectedFailureError, ExternalCallError, ValueError) as e:
+                error = f"{type(e).__name__}: {e}"
+                events, send = (
+                    [StepFailed(step=step, error=error)],
+                    [self.finished(state, "failed", step, error)],
+                )
+            await self.record(workflow_id, events, send=send)
+
+    async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
+        raise NotImplementedError
+
+    def finished(self, state: WorkflowState, status: str, step: str, error: str = "") -> Envelope:
+        return Envelope.wrap(
+            WorkflowFinished(run_id=state.run_id, status=status, step=step, error=error),
+            sender=self.name,
+            recipient=self.coordinator,
+            workflow_id=state.task_id,
+            causation_id=state.inbox_message_id,
+        )
+
+
+class ProductAgent(StepAgent):
+    def __init__(
+        self,
+        config: AgentConfig,
+        journal: JournalPort,
+        transport: Transport,
+        writer: ContentWriter,
+        marketplace: Marketplace,
+        marketing_agents: tuple[str, ...],
+        *,
+        effect_concurrency: int = 64,
+        crash: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config, journal, transport, crash)
+        self.writer = writer
+        self.marketplace = marketplace
+        self.marketing_agents = marketing_agents
+        self._effects = asyncio.Semaphore(effect_concurrency)
+
+    async def on_message(self, envelope: Envelope) -> None:
+        payload = envelope.payload
+        if not isinstance(payload, ProcessProduct):
+            await self._dead_letter(
+                envelope.message_id,
+                f"{self.name} does not handle {envelope.type!r}",
+                envelope.model_dump_json(),
+            )
+            return
+        accepted = WorkflowAccepted(
+            message_id=envelope.message_id,
+            run_id=payload.run_id,
+            first_step=STEP_VALIDATE,
+            product=payload.product,
+            faults=payload.faults,
+        )
+        await self.record(envelope.workflow_id, [accepted], processed=[envelope.message_id])
+        await self.advance(envelope.workflow_id)
+
+    async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
+        if step == STEP_VALIDATE:
+            return self._validate(state), []
+        if step == STEP_LISTING:
+            async with self._effects:
+                generated = await with_retries(
+                    lambda: self.writer.write_listing(state.product_data),
+                    attempts=self.config.step_attempts,
+                    backoff_s=self.config.retry_backoff_s,
+                )
+            return [
+                ListingGenerated(listing=generated.listing, provenance=generated.provenance)
+            ], []
+        if step == STEP_UPLOAD:
+            async with self._effects:
+                return [await self._upload(state)], []
+        return self._hand_off(state)
+
+    def _validate(self, state: WorkflowState) -> list[Event]:
+        reasons = validate_product_data(state.product_data)
+        if reasons:
+            raise ValueError("; ".join(reasons))
+        return [ProductValidated()]
+
+    async def _upload(self, state: WorkflowState) -> UploadConfirmed:
+        listing = state.marketplace_listing
+        if listing is None:  # pragma: no cover - the fold sets it with the listing
+            raise ValueError("no listing to upload")
+        key = f"{state.task_id}:upload"
+        if state.task_id in self.recovered:
+            existing = await self.marketplace.get_listing(listing.product_id)
+            if existing == listing:
+                receipt = UploadReceipt(
+                    product_id=listing.product_id, marketplace=self.marketplace.name, created=False
+                )
+                return UploadConfirmed(receipt=receipt, reconciled=True)
+        receipt = await with_retries(
+            lambda: self.marketplace.put_listing(listing, key),
+            attempts=self.config.step_attempts,
+            backoff_s=self.config.retry_backoff_s,
+        )
+        return UploadConfirmed(receipt=receipt)
+
+    def _hand_off(self, state: WorkflowState) -> tuple[list[Event], list[Envelope]]:
+        assert state.marketplace_listing is not None
+        assert state.upload is not None
+        recipient = pick(self.marketing_agents, state.task_id)
+        message = Envelope.wrap(
+            CreateCampaign(
+                run_id=state.run_id,
+                product=state.product_data,
+                listing=state.marketplace_listing,
+                receipt=state.upload,
+                faults=state.faults,
+            ),
+            sender=self.name,
+            recipient=recipient,
+            workflow_id=state.task_id,
+            causation_id=state.inbox_message_id,
+        )
+        handed = WorkflowHandedOff(
+            recipient=recipient, message_id=message.message_id, next_step=STEP_CAMPAIGN
+        )
+        return [handed], [message]

@@ -1,0 +1,255 @@
+"""Ray at the edge: the client of the journal actor, the message transport, the agent actor.
+
+The agents are plain classes; this module runs one inside a Ray actor and
+gives it a `JournalPort` and a `Transport` that talk to other named actors in
+the swarm's namespace. Both retry across the death of the actor they talk to:
+journal appends are idempotent, and a redelivered message is checked against
+the log by its recipient before it is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from actors.coordinator import Coordinator, FaultSettings
+from actors.durable import AgentConfig, DurableAgent, RecoveryReport
+from actors.marketing_agent import MarketingAgent
+from actors.models import FrozenModel, Product
+from actors.ports import ContentWriter, Marketplace
+from actors.product_agent import ProductAgent
+from actors.protocol import FaultPlan
+from storage.records import (
+    AppendBatch,
+    AppendRefusal,
+    AppendResult,
+    EventRecord,
+    MessageRecord,
+    SnapshotRecord,
+    StreamPosition,
+)
+
+log = logging.getLogger(__name__)
+NAMESPACE = "swarm"
+_ACTOR_GONE = (RayActorError, ActorUnavailableError)
+
+
+class ActorLookupError(Exception):
+    """A named swarm actor could not be found or reached in time."""
+
+
+async def resolve(name: str, deadline_s: float) -> Any:
+    """The live handle of the named actor, waiting up to `deadline_s` for it to (re)appear."""
+    end = time.monotonic() + deadline_s
+    delay = 0.01
+    while True:
+        try:
+            return ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError as e:
+            if time.monotonic() > end:
+                raise ActorLookupError(f"actor {name!r} not found in {deadline_s:.0f} s") from e
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+class RayJournalClient:
+    """`JournalPort` over the named journal actor; retries while the journal restarts."""
+
+    def __init__(self, name: str = "journal", retry_deadline_s: float = 60.0) -> None:
+        self.name = name
+        self.retry_deadline_s = retry_deadline_s
+        self._handle: Any = None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        end = time.monotonic() + self.retry_deadline_s
+        delay = 0.02
+        while True:
+            if self._handle is None:
+                self._handle = await resolve(self.name, self.retry_deadline_s)
+            try:
+                return await getattr(self._handle, method).remote(*args)
+            except _ACTOR_GONE:
+                self._handle = None
+                if time.monotonic() > end:
+                    raise
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+
+    async def open_stream(self, stream_id: str) -> StreamPosition:
+        result: StreamPosition = await self._call("open_stream", stream_id)
+        return result
+
+    async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal:
+        result: AppendResult | AppendRefusal = await self._call("append", batch)
+        return result
+
+    async def read_stream(
+        self, stream_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        result: list[EventRecord] = await self._call("read_stream", stream_id, after_seq, limit)
+        return result
+
+    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
+        result: SnapshotRecord | None = await self._call("latest_snapshot", stream_id)
+        return result
+
+    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
+        result: list[MessageRecord] = await self._call("pending_messages", recipient, limit)
+        return result
+
+    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
+        result: set[str] = await self._call("unprocessed", list(message_ids))
+        return result
+
+
+class RayTransport:
+    """Pushes message bodies to named agents; a failed push is retried as a redelivery."""
+
+    def __init__(self, retry_deadline_s: float = 60.0) -> None:
+        self.retry_deadline_s = retry_deadline_s
+        self._handles: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, recipient: str, bodies: list[str]) -> None:
+        task = asyncio.ensure_future(self._deliver(recipient, bodies))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, recipient: str, bodies: list[str]) -> None:
+        end = time.monotonic() + self.retry_deadline_s
+        redelivery, delay = False, 0.02
+        while True:
+            try:
+                handle = self._handles.get(recipient)
+                if handle is None:
+                    handle = self._handles[recipient] = await resolve(recipient, 10.0)
+                await handle.deliver.remote(bodies, redelivery)
+                return
+            except (*_ACTOR_GONE, ActorLookupError) as e:
+                self._handles.pop(recipient, None)
+                if time.monotonic() > end:
+                    # the messages are durable: the recipient drains them when it is back
+                    log.warning("push to %s given up (%s); left in its mailbox", recipient, e)
+                    return
+                redelivery = True
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+
+
+class AgentSpec(FrozenModel):
+    """Everything needed to build one agent inside its actor process."""
+
+    model_config = FrozenModel.model_config | {"arbitrary_types_allowed": True}
+
+    kind: Literal["coordinator", "product", "marketing"]
+    config: AgentConfig
+    journal_name: str = "journal"
+    product_agents: tuple[str, ...] = ()
+    marketing_agents: tuple[str, ...] = ()
+    writer: Any = None
+    marketplace: Any = None
+    effect_concurrency: int = 64
+    retry_deadline_s: float = 60.0
+
+
+class AgentStatus(FrozenModel):
+    name: str
+    role: str
+    pid: int
+    node_id: str
+    epoch: int
+    last_seq: int
+    in_flight: int
+    processed: int
+    completed: int
+    failed: int
+
+
+def build_agent(spec: AgentSpec) -> DurableAgent:
+    journal = RayJournalClient(spec.journal_name, spec.retry_deadline_s)
+    transport = RayTransport(spec.retry_deadline_s)
+    if spec.kind == "coordinator":
+        return Coordinator(spec.config, journal, transport, spec.product_agents)
+    writer: ContentWriter = spec.writer
+    if spec.kind == "product":
+        marketplace: Marketplace = spec.marketplace
+        return ProductAgent(
+            spec.config,
+            journal,
+            transport,
+            writer,
+            marketplace,
+            spec.marketing_agents,
+            effect_concurrency=spec.effect_concurrency,
+        )
+    return MarketingAgent(
+        spec.config, journal, transport, writer, effect_concurrency=spec.effect_concurrency
+    )
+
+
+class AgentActor:
+    """Ray actor body hosting one durable agent."""
+
+    def __init__(self, spec: AgentSpec) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.spec = spec
+        self.agent = build_agent(spec)
+
+    async def start(self) -> RecoveryReport:
+        return await self.agent.start()
+
+    async def deliver(self, bodies: list[str], redelivery: bool = False) -> int:
+        return await self.agent.deliver(bodies, redelivery=redelivery)
+
+    async def submit(
+        self,
+        run_id: str,
+        products: list[Product],
+        faults: FaultSettings | None = None,
+        plans: dict[str, FaultPlan] | None = None,
+    ) -> list[str]:
+        if not isinstance(self.agent, Coordinator):
+            raise TypeError(f"{self.agent.name} is not the coordinator")
+        return await self.agent.submit(run_id, products, faults, plans)
+
+    def status(self) -> AgentStatus:
+        agent = self.agent
+        return AgentStatus(
+            name=agent.name,
+            role=agent.config.role,
+            pid=os.getpid(),
+            node_id=ray.get_runtime_context().get_node_id(),
+            epoch=agent.epoch,
+            last_seq=agent._last_seq,
+            in_flight=len(agent.workflows),
+            processed=agent.processed,
+            completed=agent.completed,
+            failed=agent.failed,
+        )
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def watch(self) -> None:
+        """Never returns while the agent lives: a supervisor's death notification."""
+        await asyncio.Event().wait()
+
+
+class JournalCatalogClient(RayJournalClient):
+    """The local marketplace's access to the catalog table, through the journal actor."""
+
+    async def catalog_put(self, product_id: str, body: str, key: str) -> tuple[int, bool]:
+        entry, created = await self._call("catalog_put", product_id, body, key)
+        return int(entry.revision), bool(created)
+
+    async def catalog_get(self, product_id: str) -> str | None:
+        entry = await self._call("catalog_get", product_id)
+        return None if entry is None else str(entry.body)

@@ -1,0 +1,45 @@
+"""What every step shares: the seed's failure injection and the retry policy for effects.
+
+`fail_step` raises `RuntimeError` at the named step, every time the step runs.
+`crash_step` records `CrashInjected` and then ends the agent's process (through
+the agent's `crash` hook) the first time the step runs; the recorded event
+keeps the recovered agent from crashing again at the same step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from actors.ports import ExternalCallError
+from actors.workflow import WorkflowState
+
+T = TypeVar("T")
+
+
+class InjectedFailureError(RuntimeError):
+    """The seed's `fail_step`: a step raising on purpose."""
+
+
+def check_fail_step(state: WorkflowState, step: str) -> None:
+    if state.faults.fail_step == step:
+        raise InjectedFailureError(f"Injected failure at {step}")
+
+
+def should_crash(state: WorkflowState, step: str) -> bool:
+    return state.faults.crash_step == step and step not in state.crashed_steps
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, backoff_s: float) -> T:
+    """Run an idempotent effect, retrying retryable errors with exponential backoff and jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except ExternalCallError as e:
+            if not e.retryable or attempt == attempts:
+                raise
+            delay = getattr(e, "retry_after", None) or backoff_s * 2 ** (attempt - 1)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover

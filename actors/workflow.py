@@ -1,0 +1,143 @@
+"""A workflow's state and the pure fold that builds it from events.
+
+`apply(state, event)` is the only way a workflow's state changes, live or in
+replay; it is pure (no I/O, no clock) so replaying the log always rebuilds
+the same state. The field names are the seed's: `task_id`, `agent_id`,
+`thread_id`, `current_step`, `status`, `product_data`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from actors.events import (
+    CampaignGenerated,
+    CrashInjected,
+    Event,
+    ListingGenerated,
+    ProductValidated,
+    StepFailed,
+    UploadConfirmed,
+    WorkflowAccepted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowHandedOff,
+    WorkflowSubmitted,
+)
+from actors.models import (
+    Campaign,
+    FrozenModel,
+    Listing,
+    MarketplaceListing,
+    Product,
+    UploadReceipt,
+)
+from actors.ports import LLMProvenance
+from actors.protocol import STEP_CAMPAIGN, STEP_LISTING, STEP_UPLOAD, FaultPlan
+
+Status = Literal["pending", "running", "failed", "completed", "handed_off"]
+TERMINAL: frozenset[str] = frozenset({"failed", "completed", "handed_off"})
+
+NEXT_STEP = {
+    "validate_product_data": STEP_LISTING,
+    STEP_LISTING: STEP_UPLOAD,
+    STEP_UPLOAD: "handoff",
+    STEP_CAMPAIGN: "handoff",
+}
+
+
+class WorkflowState(FrozenModel):
+    task_id: str
+    thread_id: str
+    agent_id: str
+    run_id: str
+    product_data: Product
+    current_step: str
+    status: Status = "running"
+    faults: FaultPlan = FaultPlan()
+    crashed_steps: tuple[str, ...] = ()
+    inbox_message_id: str = ""
+    listing: Listing | None = None
+    listing_provenance: LLMProvenance | None = None
+    marketplace_listing: MarketplaceListing | None = None
+    upload: UploadReceipt | None = None
+    campaign: Campaign | None = None
+    campaign_provenance: LLMProvenance | None = None
+    error: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def accept(
+    workflow_id: str, agent_id: str, event: WorkflowAccepted | WorkflowSubmitted
+) -> WorkflowState:
+    """The state a workflow starts with at an agent."""
+    if isinstance(event, WorkflowSubmitted):
+        return WorkflowState(
+            task_id=workflow_id,
+            thread_id=workflow_id,
+            agent_id=event.agent_id,
+            run_id=event.run_id,
+            product_data=event.product,
+            current_step="validate_product_data",
+            faults=event.faults,
+        )
+    return WorkflowState(
+        task_id=workflow_id,
+        thread_id=workflow_id,
+        agent_id=agent_id,
+        run_id=event.run_id,
+        product_data=event.product,
+        current_step=event.first_step,
+        faults=event.faults,
+        inbox_message_id=event.message_id,
+        marketplace_listing=event.marketplace_listing,
+        upload=event.receipt,
+    )
+
+
+def apply(state: WorkflowState, event: Event) -> WorkflowState:
+    """The state after `event`. Pure."""
+    match event:
+        case ProductValidated():
+            return state.model_copy(update={"current_step": NEXT_STEP[state.current_step]})
+        case ListingGenerated(listing=listing, provenance=provenance):
+            return state.model_copy(
+                update={
+                    "listing": listing,
+                    "listing_provenance": provenance,
+                    "marketplace_listing": MarketplaceListing.build(state.product_data, listing),
+                    "current_step": STEP_UPLOAD,
+                }
+            )
+        case UploadConfirmed(receipt=receipt):
+            return state.model_copy(update={"upload": receipt, "current_step": "handoff"})
+        case CampaignGenerated(campaign=campaign, provenance=provenance):
+            return state.model_copy(
+                update={
+                    "campaign": campaign,
+                    "campaign_provenance": provenance,
+                    "current_step": "handoff",
+                }
+            )
+        case CrashInjected(step=step):
+            return state.model_copy(update={"crashed_steps": (*state.crashed_steps, step)})
+        case StepFailed(step=step, error=error):
+            return state.model_copy(
+                update={"status": "failed", "current_step": step, "error": error}
+            )
+        case WorkflowHandedOff(recipient=recipient, next_step=next_step):
+            return state.model_copy(
+                update={"status": "handed_off", "current_step": next_step, "agent_id": recipient}
+            )
+        case WorkflowCompleted():
+            return state.model_copy(update={"status": "completed", "current_step": "completed"})
+        case WorkflowFailed(step=step, error=error):
+            return state.model_copy(
+                update={"status": "failed", "current_step": step, "error": error}
+            )
+        case WorkflowAccepted() | WorkflowSubmitted():
+            return state
+    raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover

@@ -1,0 +1,160 @@
+"""The journal: the one writer of the database, committing agents' batches in groups.
+
+Agents on any node call `append` with a whole batch (events, messages sent,
+messages consumed, read-model rows, a snapshot). Calls that arrive while a
+commit is running wait and are committed together in the next transaction, so
+the cost of a commit (an fsync) is shared by everyone who was waiting. Each
+caller gets its own outcome: an `AppendResult`, or an `AppendRefusal` saying
+why its batch was refused (fenced, out of sequence, message already consumed).
+
+Recovery contract: the journal holds no state of its own beyond the database.
+A restarted journal reopens the file; agents retry their unanswered appends,
+which are idempotent by (stream, seq).
+
+This class is plain Python; `storage.journal_actor` makes it a Ray actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from storage.records import (
+    AppendBatch,
+    AppendRefusal,
+    AppendResult,
+    CatalogEntry,
+    DeadLetter,
+    EventQuery,
+    EventRecord,
+    MessageRecord,
+    SnapshotRecord,
+    StorageError,
+    StreamPosition,
+    WorkflowRow,
+)
+from storage.store import EventStore
+
+T = TypeVar("T")
+AppendOutcome = AppendResult | AppendRefusal
+
+
+class Journal:
+    def __init__(self, store: EventStore, *, max_group: int = 256) -> None:
+        self._store = store
+        self._max_group = max_group
+        self._lock = asyncio.Lock()
+        self._queue: list[tuple[AppendBatch, asyncio.Future[AppendOutcome]]] = []
+        self._wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.batches = 0
+        self.events = 0
+
+    async def start(self) -> None:
+        await self._store.open()
+        self._committer = asyncio.create_task(self._commit_loop())
+
+    async def stop(self) -> None:
+        if self._committer is not None:
+            self._committer.cancel()
+        async with self._lock:
+            await self._store.close()
+
+    async def _locked(self, call: Callable[[], Awaitable[T]]) -> T:
+        async with self._lock:
+            return await call()
+
+    # --- writes ------------------------------------------------------------------
+    async def open_stream(self, stream_id: str) -> StreamPosition:
+        return await self._locked(lambda: self._store.open_stream(stream_id))
+
+    async def append(self, batch: AppendBatch) -> AppendOutcome:
+        future: asyncio.Future[AppendOutcome] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, future))
+        self._wake.set()
+        return await future
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                group, self._queue = (
+                    self._queue[: self._max_group],
+                    self._queue[self._max_group :],
+                )
+                await self._commit_group(group)
+
+    async def _commit_group(
+        self, group: list[tuple[AppendBatch, asyncio.Future[AppendOutcome]]]
+    ) -> None:
+        try:
+            outcomes = await self._locked(lambda: self._store.commit([b for b, _ in group]))
+        except StorageError as e:
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        self.commits += 1
+        self.batches += len(group)
+        for (batch, future), outcome in zip(group, outcomes, strict=True):
+            self.events += len(batch.events)
+            if future.done():
+                continue
+            if isinstance(outcome, StorageError):
+                future.set_result(AppendRefusal.from_error(batch.stream_id, outcome))
+            else:
+                future.set_result(outcome)
+
+    async def catalog_put(
+        self, product_id: str, body: str, idempotency_key: str
+    ) -> tuple[CatalogEntry, bool]:
+        return await self._locked(
+            lambda: self._store.catalog_put(product_id, body, idempotency_key)
+        )
+
+    # --- reads ---------------------------------------------------------------------
+    async def read_stream(
+        self, stream_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        return await self._locked(lambda: self._store.read_stream(stream_id, after_seq, limit))
+
+    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
+        return await self._locked(lambda: self._store.latest_snapshot(stream_id))
+
+    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
+        return await self._locked(lambda: self._store.pending_messages(recipient, limit))
+
+    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
+        return await self._locked(lambda: self._store.unprocessed(message_ids))
+
+    async def query_events(self, query: EventQuery) -> list[tuple[int, EventRecord]]:
+        return await self._locked(lambda: self._store.query_events(query))
+
+    async def workflows(
+        self, run_id: str | None = None, status: str | None = None, limit: int = 10_000
+    ) -> list[WorkflowRow]:
+        return await self._locked(lambda: self._store.workflows(run_id, status, limit))
+
+    async def workflow(self, workflow_id: str) -> WorkflowRow | None:
+        return await self._locked(lambda: self._store.workflow(workflow_id))
+
+    async def workflow_counts(self, run_id: str | None = None) -> dict[tuple[str, str], int]:
+        return await self._locked(lambda: self._store.workflow_counts(run_id))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self._locked(lambda: self._store.dead_letters(limit))
+
+    async def catalog_get(self, product_id: str) -> CatalogEntry | None:
+        return await self._locked(lambda: self._store.catalog_get(product_id))
+
+    async def catalog_count(self) -> int:
+        return await self._locked(self._store.catalog_count)
+
+    async def stream_ids(self) -> list[str]:
+        return await self._locked(self._store.stream_ids)
+
+    def stats(self) -> dict[str, int]:
+        return {"commits": self.commits, "batches": self.batches, "events": self.events}

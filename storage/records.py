@@ -1,0 +1,187 @@
+"""The records the storage layer keeps, and its errors.
+
+These are the only types that cross the storage boundary: every backend reads
+and writes them, and nothing above storage sees a sqlite3 type. Payloads are
+JSON text: storage does not know the agents' event models, it keeps them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventRecord(Record):
+    """One event in an agent's stream. `(stream_id, seq)` is unique and gapless."""
+
+    stream_id: str
+    seq: int
+    event_id: str
+    type: str
+    schema_version: int = 1
+    workflow_id: str = ""
+    payload: str
+    """The event as JSON text."""
+    recorded_at: float = 0.0
+    """Set by the store when committed (seconds since the epoch)."""
+
+
+class MessageRecord(Record):
+    """One message in the durable mailbox, stored as the sender committed it."""
+
+    message_id: str
+    recipient: str
+    sender: str
+    type: str
+    workflow_id: str = ""
+    body: str
+    """The whole envelope as JSON text."""
+    created_at: float = 0.0
+    processed_at: float | None = None
+
+
+class SnapshotRecord(Record):
+    """An agent's state as of `seq` (every event up to and including it)."""
+
+    stream_id: str
+    seq: int
+    schema_version: int = 1
+    state: str
+    """The state as JSON text."""
+    taken_at: float = 0.0
+
+
+class WorkflowRow(Record):
+    """The read model of one workflow: where it is and how it ended."""
+
+    workflow_id: str
+    run_id: str = ""
+    product_id: str = ""
+    status: str
+    current_step: str
+    agent_id: str = ""
+    error: str = ""
+    updated_at: float = 0.0
+
+
+class DeadLetter(Record):
+    """A message no agent could process, kept with the reason."""
+
+    message_id: str
+    recipient: str
+    reason: str
+    body: str
+    recorded_at: float = 0.0
+
+
+class CatalogEntry(Record):
+    """A listing in the local marketplace's catalog."""
+
+    product_id: str
+    body: str
+    """The listing as JSON text."""
+    idempotency_key: str
+    revision: int
+    updated_at: float = 0.0
+
+
+class StreamPosition(Record):
+    """What an agent incarnation gets when it opens its stream."""
+
+    stream_id: str
+    epoch: int
+    last_seq: int
+
+
+class AppendBatch(Record):
+    """Everything one agent commits at once: all of it lands, or none of it.
+
+    `events` must continue the stream gaplessly from its last sequence number.
+    Messages in `send` are stored for their recipients; those in
+    `mark_processed` are the sender's inbox messages this commit consumed.
+    Appending the same batch twice (a retry across a journal restart) is a
+    no-op that reports success: writes are idempotent by (stream, seq).
+    """
+
+    stream_id: str
+    epoch: int
+    events: tuple[EventRecord, ...] = ()
+    send: tuple[MessageRecord, ...] = ()
+    mark_processed: tuple[str, ...] = ()
+    workflows: tuple[WorkflowRow, ...] = ()
+    dead_letters: tuple[DeadLetter, ...] = ()
+    snapshot: SnapshotRecord | None = None
+
+
+class AppendResult(Record):
+    stream_id: str
+    last_seq: int
+    duplicate: bool = False
+    """True when the batch had been committed before (an idempotent retry)."""
+
+
+class EventQuery(Record):
+    workflow_id: str | None = None
+    stream_id: str | None = None
+    type: str | None = None
+    since: float | None = None
+    after_rowid: int = 0
+    limit: int = Field(default=100, ge=1)
+    newest_first: bool = False
+
+
+class StorageError(Exception):
+    """Base of the storage layer's own errors."""
+
+
+class FencedError(StorageError):
+    """An append came from an older incarnation of the stream's writer (a zombie)."""
+
+    def __init__(self, stream_id: str, epoch: int, current: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r}: append from epoch {epoch} refused, "
+            f"epoch {current} owns the stream"
+        )
+        self.stream_id, self.epoch, self.current = stream_id, epoch, current
+
+
+class SequenceConflictError(StorageError):
+    """An append does not continue its stream (a gap, or a different event at that seq)."""
+
+    def __init__(self, stream_id: str, expected: int, got: int) -> None:
+        super().__init__(f"stream {stream_id!r}: expected seq {expected}, got {got}")
+        self.stream_id, self.expected, self.got = stream_id, expected, got
+
+
+class DuplicateDeliveryError(StorageError):
+    """A batch marks as processed a message that an earlier commit already consumed."""
+
+    def __init__(self, stream_id: str, message_ids: tuple[str, ...]) -> None:
+        super().__init__(
+            f"stream {stream_id!r}: messages already processed: {', '.join(message_ids)}"
+        )
+        self.stream_id, self.message_ids = stream_id, message_ids
+
+
+class AppendRefusal(Record):
+    """Why the journal refused a batch: the value form of a StorageError, safe across Ray."""
+
+    stream_id: str
+    reason: str
+    """"fenced", "sequence" or "duplicate_delivery"."""
+    message: str
+    message_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def from_error(cls, stream_id: str, error: StorageError) -> AppendRefusal:
+        if isinstance(error, FencedError):
+            reason = "fenced"
+        elif isinstance(error, DuplicateDeliveryError):
+            reason = "duplicate_delivery"
+        else:
+            reason = "sequence"
+        ids = error.message_ids if isinstance(error, DuplicateDeliveryError) else ()
+        return cls(stream_id=stream_id, reason=reason, message=str(error), message_ids=ids)

@@ -1,0 +1,7 @@
+"""`python -m swarm`."""
+
+import sys
+
+from swarm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""Connecting to Ray and bringing the swarm up.
+
+Where the swarm runs, in order: `--address`, else `RAY_ADDRESS`, else a local
+cluster started with `ray start --head` if one answers, else an embedded Ray
+that this process starts and stops. An address is probed with a short TCP
+connect first, because `ray.init` on an address where nothing listens hangs
+for minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import ray
+
+from actors.durable import AgentConfig
+from actors.ray_actors import NAMESPACE, AgentSpec
+from supervisor.child_spec import ChildSpec, JournalSpec
+from supervisor.supervisor import SupervisorActor
+from swarm.llm_offline import OfflineWriter
+from swarm.llm_openai import OpenAIWriter, OpenAIWriterConfig
+from swarm.marketplace_http import HttpMarketplace, HttpMarketplaceConfig
+from swarm.marketplace_local import LocalMarketplace
+from swarm.settings import SwarmSettings
+
+log = logging.getLogger(__name__)
+SUPERVISOR = "supervisor"
+
+
+class RayConnectionError(Exception):
+    """No Ray cluster answers at the address given."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    address: str
+    embedded: bool
+
+
+def _reachable(address: str, timeout_s: float = 2.0) -> bool:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def running_local_cluster() -> str | None:
+    """The address of a `ray start --head` cluster on this machine, if one answers."""
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        address = current.read_text().strip()
+    except OSError:
+        return None
+    return address if address and _reachable(address) else None
+
+
+def connect(address: str | None, *, quiet: bool = True) -> Connection:
+    """Attach to a cluster (explicit address, RAY_ADDRESS, local) or start an embedded Ray."""
+    if ray.is_initialized():
+        return Connection(address="existing", embedded=False)
+    chosen = address or os.environ.get("RAY_ADDRESS") or None
+    if chosen in (None, "local"):
+        chosen = running_local_cluster() if chosen is None else None
+    kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": not quiet}
+    if chosen is None:
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
+        return Connection(address="embedded", embedded=True)
+    if chosen != "auto" and not _reachable(chosen):
+        raise RayConnectionError(
+            f"no Ray cluster answers at {chosen}: start one with `ray start --head`, "
+            "or leave --address and RAY_ADDRESS unset to run an embedded Ray"
+        )
+    ray.init(address=chosen, **kwargs)
+    return Connection(address=chosen, embedded=False)
+
+
+def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
+    """The swarm's children, in start order: journal, coordinator, product and marketing agents."""
+    products = tuple(f"product-agent-{i}" for i in range(settings.product_agents))
+    marketing = tuple(f"marketing-agent-{i}" for i in range(settings.marketing_agents))
+    writer = content_writer(settings)
+    marketplace = build_marketplace(settings)
+
+    def agent(
+        name: str, role: str, kind: Literal["coordinator", "product", "marketing"]
+    ) -> ChildSpec:
+        config = AgentConfig(
+            name=name,
+            role=role,
+            snapshot_every=settings.snapshot_every,
+            step_attempts=settings.step_attempts,
+            retry_backoff_s=settings.retry_backoff_s,
+        )
+        spec = AgentSpec(
+            kind=kind,
+            config=config,
+            product_agents=products,
+            marketing_agents=marketing,
+            writer=writer,
+            marketplace=marketplace,
+            effect_concurrency=settings.effect_concurrency,
+            retry_deadline_s=settings.retry_deadline_s,
+        )
+        return ChildSpec(name=name, role=role, agent=spec)
+
+    db_path = str(settings.db_path.resolve())
+    return [
+        ChildSpec(
+            name="journal",
+            role="journal",
+            journal=JournalSpec(path=db_path, synchronous=settings.db_synchronous),
+        ),
+        agent("coordinator", "coordinator", "coordinator"),
+        *(agent(n, "product-upload", "product") for n in products),
+        *(agent(n, "marketing", "marketing") for n in marketing),
+    ]
+
+
+def content_writer(settings: SwarmSettings) -> OfflineWriter | OpenAIWriter:
+    if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
+        return OfflineWriter()
+    return OpenAIWriter(
+        OpenAIWriterConfig(
+            model=settings.llm_model,
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            timeout_s=settings.llm_timeout_s,
+        )
+    )
+
+
+def build_marketplace(settings: SwarmSettings) -> LocalMarketplace | HttpMarketplace:
+    if not settings.marketplace_url:
+        return LocalMarketplace()
+    return HttpMarketplace(
+        HttpMarketplaceConfig(
+            base_url=settings.marketplace_url,
+            timeout_s=settings.marketplace_timeout_s,
+            api_token=settings.marketplace_token,
+        )
+    )
+
+
+def start_swarm(settings: SwarmSettings, *, detached: bool) -> Any:
+    """The running swarm's supervisor: the one already on the cluster, or a new one."""
+    try:
+        return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+    except ValueError:
+        pass
+    options: dict[str, Any] = {"name": SUPERVISOR, "namespace": NAMESPACE, "num_cpus": 0}
+    if detached:
+        options["lifetime"] = "detached"
+    actor_class: Any = ray.remote(SupervisorActor)
+    supervisor = actor_class.options(**options).remote(child_specs(settings), detached)
+    ray.get(supervisor.start.remote())
+    return supervisor
+
+
+def find_swarm() -> Any | None:
+    try:
+        return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def stop_swarm(supervisor: Any) -> None:
+    ray.get(supervisor.stop.remote())
+    ray.kill(supervisor, no_restart=True)
+
+
+def journal() -> Any:
+    return ray.get_actor("journal", namespace=NAMESPACE)
+
+
+def coordinator() -> Any:
+    return ray.get_actor("coordinator", namespace=NAMESPACE)
+
+
+async def gather_refs(refs: list[Any]) -> list[Any]:
+    return list(await asyncio.gather(*refs))

@@ -46,6 +46,9 @@ class Journal:
         self._max_group = max_group
         self._lock = asyncio.Lock()
         self._queue: list[tuple[AppendBatch, asyncio.Future[AppendOutcome]]] = []
+        self._catalog_queue: list[
+            tuple[tuple[str, str, str], asyncio.Future[tuple[CatalogEntry, bool]]]
+        ] = []
         self._wake = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
         self.commits = 0
@@ -80,12 +83,15 @@ class Journal:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                group, self._queue = (
-                    self._queue[: self._max_group],
-                    self._queue[self._max_group :],
-                )
-                await self._commit_group(group)
+            while self._queue or self._catalog_queue:
+                if self._catalog_queue:
+                    await self._commit_catalog()
+                if self._queue:
+                    group, self._queue = (
+                        self._queue[: self._max_group],
+                        self._queue[self._max_group :],
+                    )
+                    await self._commit_group(group)
 
     async def _commit_group(
         self, group: list[tuple[AppendBatch, asyncio.Future[AppendOutcome]]]
@@ -111,9 +117,25 @@ class Journal:
     async def catalog_put(
         self, product_id: str, body: str, idempotency_key: str
     ) -> tuple[CatalogEntry, bool]:
-        return await self._locked(
-            lambda: self._store.catalog_put(product_id, body, idempotency_key)
+        """Local marketplace write, group-committed with other callers' writes."""
+        future: asyncio.Future[tuple[CatalogEntry, bool]] = (
+            asyncio.get_running_loop().create_future()
         )
+        self._catalog_queue.append(((product_id, body, idempotency_key), future))
+        self._wake.set()
+        return await future
+
+    async def _commit_catalog(self) -> None:
+        group, self._catalog_queue = self._catalog_queue, []
+        try:
+            store = self._store
+            results = await self._locked(lambda: store.catalog_put_many([i for i, _ in group]))
+        except StorageError as e:
+            for _, future in group:
+                future.set_exception(e)
+            return
+        for (_, future), result in zip(group, results, strict=True):
+            future.set_result(result)
 
     # --- reads ---------------------------------------------------------------------
     async def read_stream(

@@ -153,7 +153,12 @@ class InMemoryEventStore(EventStore):
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return list(self._dead.values())[:limit]
 
-    async def catalog_put(
+    async def catalog_put_many(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[CatalogEntry, bool]]:
+        return [self._catalog_put(*item) for item in items]
+
+    def _catalog_put(
         self, product_id: str, body: str, idempotency_key: str
     ) -> tuple[CatalogEntry, bool]:
         replay = self._catalog_keys.get(idempotency_key)

@@ -328,29 +328,33 @@ class SQLiteEventStore(EventStore):
             ]
 
     # --- catalog -----------------------------------------------------------------
-    async def catalog_put(
-        self, product_id: str, body: str, idempotency_key: str
-    ) -> tuple[CatalogEntry, bool]:
+    async def catalog_put_many(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[CatalogEntry, bool]]:
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute(
-                "SELECT product_id, revision, created FROM catalog_keys WHERE idempotency_key = ?",
-                (idempotency_key,),
-            ) as cur:
-                replay = await cur.fetchone()
-            if replay is None:
-                created = await self._catalog_write(product_id, body, idempotency_key)
-            else:
-                created = bool(replay[2])
+            created = [await self._catalog_put_one(*item) for item in items]
             await db.execute("COMMIT")
         except aiosqlite.Error as e:
             await db.execute("ROLLBACK")
             raise SQLiteStoreError(f"{self.path}: catalog write failed: {e}") from e
-        entry = await self.catalog_get(product_id)
-        if entry is None:  # pragma: no cover - written just above
-            raise SQLiteStoreError(f"catalog entry {product_id!r} vanished")
-        return entry, created
+        results = []
+        for (product_id, _, _), was_created in zip(items, created, strict=True):
+            entry = await self.catalog_get(product_id)
+            if entry is None:  # pragma: no cover - written just above
+                raise SQLiteStoreError(f"catalog entry {product_id!r} vanished")
+            results.append((entry, was_created))
+        return results
+
+    async def _catalog_put_one(self, product_id: str, body: str, key: str) -> bool:
+        async with self.db.execute(
+            "SELECT created FROM catalog_keys WHERE idempotency_key = ?", (key,)
+        ) as cur:
+            replay = await cur.fetchone()
+        if replay is not None:
+            return bool(replay[0])
+        return await self._catalog_write(product_id, body, key)
 
     async def _catalog_write(self, product_id: str, body: str, key: str) -> bool:
         existing = await self.catalog_get(product_id)

@@ -168,11 +168,18 @@ class EventStore(ABC):
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
 
     # --- local marketplace catalog -------------------------------------------
-    @abstractmethod
     async def catalog_put(
         self, product_id: str, body: str, idempotency_key: str
     ) -> tuple[CatalogEntry, bool]:
         """Store a listing: (entry, created). A replayed key writes nothing, answers as before."""
+        [result] = await self.catalog_put_many([(product_id, body, idempotency_key)])
+        return result
+
+    @abstractmethod
+    async def catalog_put_many(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[CatalogEntry, bool]]:
+        """`catalog_put` for many (product id, body, key) at once, in one transaction."""
 
     @abstractmethod
     async def catalog_get(self, product_id: str) -> CatalogEntry | None: ...

@@ -11,7 +11,8 @@ Temporal's `non_retryable`.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 from actors.models import (
     Campaign,
@@ -48,6 +49,10 @@ class ExternalCallError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only `retryable` would be lost by Exception's pickling (Ray ships errors)
+        return (partial(type(self), retryable=self.retryable), (str(self),), self.__dict__)
 
 
 class LLMError(ExternalCallError):

@@ -23,13 +23,13 @@ import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.coordinator import FaultSettings  # noqa: E402
-from actors.models import Product, Variant  # noqa: E402
-from storage.records import EventQuery  # noqa: E402
-from storage.sqlite import SQLiteEventStore  # noqa: E402
-from swarm.run import new_run_id, submit_products, wait_for_run  # noqa: E402
-from swarm.runtime import connect, coordinator, journal, start_swarm, stop_swarm  # noqa: E402
-from swarm.settings import SwarmSettings  # noqa: E402
+from actors.coordinator import FaultSettings
+from actors.models import Product, Variant
+from storage.records import EventQuery
+from storage.sqlite import SQLiteEventStore
+from swarm.run import new_run_id, submit_products, wait_for_run
+from swarm.runtime import connect, coordinator, journal, start_swarm, stop_swarm
+from swarm.settings import SwarmSettings
 
 
 def synthetic_products(n: int) -> list[Product]:

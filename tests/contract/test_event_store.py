@@ -170,7 +170,7 @@ class EventStoreContract:
 class TestInMemoryEventStore(EventStoreContract):
     @pytest.fixture
     def store(self) -> Iterator[EventStore]:
-        yield InMemoryEventStore()
+        return InMemoryEventStore()
 
 
 class TestSQLiteEventStore(EventStoreContract):

@@ -39,7 +39,7 @@ def _all_events(db: Path) -> list[EventRecord]:
 
 
 def test_every_product_reaches_a_terminal_state(sample_run: tuple[SwarmSettings, str, int]) -> None:
-    settings, run_id, total = sample_run
+    _settings, run_id, total = sample_run
     summary = summarize(journal(), run_id, total, 1.0)
     assert summary.terminal == total
     assert summary.completed >= 50
@@ -48,7 +48,7 @@ def test_every_product_reaches_a_terminal_state(sample_run: tuple[SwarmSettings,
 def test_invalid_products_fail_with_their_reasons(
     sample_run: tuple[SwarmSettings, str, int],
 ) -> None:
-    settings, run_id, total = sample_run
+    _settings, run_id, total = sample_run
     summary = summarize(journal(), run_id, total, 1.0)
     assert summary.failed == 5
     for _product_id, step, reason in summary.failures:
@@ -67,7 +67,7 @@ def test_each_completed_product_is_in_the_catalog_once(
 def test_each_step_is_recorded_once_per_workflow(
     sample_run: tuple[SwarmSettings, str, int],
 ) -> None:
-    settings, run_id, total = sample_run
+    settings, run_id, _total = sample_run
     events = [e for e in _all_events(settings.db_path) if e.workflow_id.startswith(run_id)]
     per_agent = Counter((e.workflow_id, e.stream_id, e.type) for e in events)
     twice = [key for key, n in per_agent.items() if n > 1]

@@ -1,0 +1,83 @@
+"""Turning what a caller hands a feed parser into lines of text.
+
+Owns the one rule for feed encodings: UTF-8, with or without a byte order mark.
+Promises: lines come out lazily (a large feed is never held as one string)
+with their line endings kept, split only at ``\\r\\n``, ``\\n`` or ``\\r`` as the
+`csv` module expects; the BOM is dropped; bytes that are not UTF-8 raise a
+`FeedError` naming the line and the byte, never a `UnicodeDecodeError`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Iterator
+from typing import IO, TypeAlias, cast
+
+from swarm.feed_results import FeedError
+
+FeedSource: TypeAlias = str | bytes | IO[str] | IO[bytes]
+"""Feed text, feed bytes, or an open text or binary stream."""
+
+_BOM = "\ufeff"
+_BARE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
+def iter_text_lines(source: FeedSource) -> Iterator[str]:
+    """The lines of `source`, decoded, BOM dropped, endings kept."""
+    lines = _raw_lines(source)
+    first = next(lines, None)
+    if first is None:
+        return
+    yield first.removeprefix(_BOM)
+    yield from lines
+
+
+def _raw_lines(source: FeedSource) -> Iterator[str]:
+    if isinstance(source, str):
+        return iter(io.StringIO(source, newline=""))
+    if isinstance(source, bytes):
+        return _decode_lines(io.BytesIO(source))
+    if isinstance(source.read(0), bytes):
+        return _decode_lines(cast(IO[bytes], source))
+    return _split_bare_cr(_checked_text_lines(cast(IO[str], source)))
+
+
+def _decode_lines(stream: Iterable[bytes]) -> Iterator[str]:
+    """Decode line by line so an encoding error names its line exactly."""
+    for number, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            reason = (
+                f"not UTF-8 text: byte 0x{raw[e.start]:02x} at column {e.start + 1}; "
+                "save the file as UTF-8"
+            )
+            raise FeedError(reason, row=number) from e
+        yield from _split_bare_cr([text])
+
+
+def _checked_text_lines(stream: IO[str]) -> Iterator[str]:
+    """A caller's text stream, its decoding errors turned into `FeedError`."""
+    number = 0
+    lines = iter(stream)
+    while True:
+        try:
+            line = next(lines, None)
+        except UnicodeDecodeError as e:
+            # The stream decodes ahead in chunks: the bad byte is at or after this row.
+            reason = f"not UTF-8 text ({e.reason}); pass the feed as bytes for the exact line"
+            raise FeedError(reason, row=number + 1) from e
+        if line is None:
+            return
+        number += 1
+        yield line
+
+
+def _split_bare_cr(chunks: Iterable[str]) -> Iterator[str]:
+    """Split at a lone ``\\r`` too (old Mac line ends), keeping it on its line."""
+    for chunk in chunks:
+        if "\r" not in chunk:
+            yield chunk
+            continue
+        yield from (part for part in _BARE_CR.split(chunk) if part)

@@ -43,6 +43,10 @@ from actors.validation import validate_product_data
 from actors.workflow import WorkflowState
 
 
+class InvalidProductError(ValueError):
+    """Step 1 found the product unfit to list; the message gives every reason."""
+
+
 def pick(agents: tuple[str, ...], key: str) -> str:
     """The agent of a pool that serves `key`: stable across processes and restarts."""
     return agents[zlib.crc32(key.encode()) % len(agents)]
@@ -72,16 +76,20 @@ class StepAgent(DurableAgent):
             try:
                 check_fail_step(state, step)
                 events, send = await self.run_step(state, step)
-            except (InjectedFailureError, ExternalCallError, ValueError) as e:
-                error = f"{type(e).__name__}: {e}"
-                events, send = (
-                    [StepFailed(step=step, error=error)],
-                    [self.finished(state, "failed", step, error)],
-                )
+            except InvalidProductError as e:
+                events, send = self._failed(state, step, str(e))
+            except (InjectedFailureError, ExternalCallError) as e:
+                events, send = self._failed(state, step, f"{type(e).__name__}: {e}")
             await self.record(workflow_id, events, send=send)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         raise NotImplementedError
+
+    def _failed(
+        self, state: WorkflowState, step: str, error: str
+    ) -> tuple[list[Event], list[Envelope]]:
+        """The workflow ends `failed` at `step`; the coordinator is told why."""
+        return [StepFailed(step=step, error=error)], [self.finished(state, "failed", step, error)]
 
     def finished(self, state: WorkflowState, status: str, step: str, error: str = "") -> Envelope:
         return Envelope.wrap(
@@ -152,7 +160,7 @@ class ProductAgent(StepAgent):
     def _validate(self, state: WorkflowState) -> list[Event]:
         reasons = validate_product_data(state.product_data)
         if reasons:
-            raise ValueError("; ".join(reasons))
+            raise InvalidProductError("; ".join(reasons))
         return [ProductValidated()]
 
     async def _upload(self, state: WorkflowState) -> UploadConfirmed:

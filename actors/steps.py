@@ -17,6 +17,7 @@ from actors.ports import ExternalCallError
 from actors.workflow import WorkflowState
 
 T = TypeVar("T")
+MAX_RETRY_WAIT_S = 60.0
 
 
 class InjectedFailureError(RuntimeError):
@@ -40,6 +41,10 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, backo
         except ExternalCallError as e:
             if not e.retryable or attempt == attempts:
                 raise
-            delay = getattr(e, "retry_after", None) or backoff_s * 2 ** (attempt - 1)
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            retry_after = getattr(e, "retry_after", None)
+            if retry_after is not None:  # the server said when: never sooner, capped
+                delay = min(float(retry_after), MAX_RETRY_WAIT_S)
+            else:
+                delay = backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+            await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -86,6 +86,7 @@ class FeedAssembler:
         self._left_out.append(FeedProblem(rows[0], handle, "Handle", shorten(handle), left_out))
 
     def result(self) -> ParsedFeed:
+        """The products with their feed errors, and all problems by row."""
         products: list[Product] = []
         problems = list(self._left_out)
         for record in self._records:
@@ -123,7 +124,7 @@ class FeedAssembler:
                 continue
             reason = (
                 f"{shorten(variant.sku)!r} is already used by handle "
-                f"{shorten(owner.product.product_id)!r} (row {owner.row})"
+                f"{shorten(owner.product.product_id)!r} at row {owner.row}"
             )
             problem = FeedProblem(
                 row, record.product.product_id, "Variant SKU", shorten(variant.sku), reason

@@ -35,6 +35,7 @@ PRODUCT_STATUSES = ("active", "draft", "archived")
 _PLAIN = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]{2}")
 _GROUPED_WITH_DOT = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+\.[0-9]+")
+_SEPARATED_DIGITS = re.compile(r"[0-9.,]+")
 _WHOLE = re.compile(r"[+-]?[0-9]{1,18}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -45,7 +46,7 @@ def parse_price(text: str) -> Decimal:
     if not value:
         raise ValueError("missing")
     sign, body = ("-", value[1:]) if value.startswith("-") else ("", value)
-    if body[:1] and body[0] in CURRENCY_SIGNS:
+    if body.startswith(tuple(CURRENCY_SIGNS)):
         if not _PLAIN.fullmatch(body[1:]):
             raise ValueError(
                 f"a currency sign is accepted only before a plain number like 12.50: {_q(value)}"
@@ -57,7 +58,7 @@ def parse_price(text: str) -> Decimal:
         return Decimal(sign + body.replace(",", "."))
     if _GROUPED_WITH_DOT.fullmatch(body):
         return Decimal(sign + body.replace(",", ""))
-    if "," in body and re.fullmatch(r"[0-9.,]+", body):
+    if "," in body and _SEPARATED_DIGITS.fullmatch(body):
         raise ValueError(f"ambiguous decimal separator, write it like 1234.50: {_q(value)}")
     raise ValueError(f"not a number: {_q(value)}")
 

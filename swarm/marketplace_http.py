@@ -20,7 +20,8 @@ What it promises:
   retry policy and reconciles with `get_listing` after an unknown outcome.
 - Messages name the product and the status, never the API token.
 - The object is picklable: it ships to a Ray actor process and opens its
-  ``httpx.AsyncClient`` lazily there, one pooled client per event loop.
+  ``httpx.AsyncClient`` lazily there, one per event loop, kept until `aclose`.
+  Its `max_connections` are split into small pools (see `_ShardedTransport`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ class HttpMarketplaceConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        url = httpx.URL(value)
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as e:
+            raise ValueError(f"base_url is not a URL: {e}") from e
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"base_url must be an absolute http(s) URL, got {value!r}")
         return value

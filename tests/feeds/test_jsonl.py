@@ -161,7 +161,7 @@ def test_same_sku_on_two_lines_fails_the_later_product() -> None:
     first, second = parse_jsonl(_line() + _line(handle="notebook-b5")).products
     assert first.feed_errors == ()
     assert second.feed_errors == (
-        "Variant SKU: 'NB-A5' is already used by handle 'notebook-a5' (row 1) (row 2)",
+        "Variant SKU: 'NB-A5' is already used by handle 'notebook-a5' at row 1 (row 2)",
     )
 
 

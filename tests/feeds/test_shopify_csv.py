@@ -333,7 +333,7 @@ def test_same_sku_in_two_products_fails_the_later_product() -> None:
     tee, mug = parse_shopify_csv(text).products
     assert tee.feed_errors == ()
     assert mug.feed_errors == (
-        "Variant SKU: 'SKU-1' is already used by handle 'blue-tee' (row 2) (row 3)",
+        "Variant SKU: 'SKU-1' is already used by handle 'blue-tee' at row 2 (row 3)",
     )
 
 

@@ -161,6 +161,7 @@ def test_503_is_retryable_and_carries_retry_after(
     http_marketplace: HttpMarketplace,
     marketplace_stub: MarketplaceStub,
     make_listing: ListingFactory,
+    api_token: str,
 ) -> None:
     marketplace_stub.fail_next(1, status=503, retry_after=7)
 
@@ -170,6 +171,7 @@ def test_503_is_retryable_and_carries_retry_after(
     assert isinstance(error, MarketplaceError)
     assert "linen-shirt" in str(error)
     assert "503" in str(error)
+    assert api_token not in "".join(traceback.format_exception(error))
     assert marketplace_stub.writes["linen-shirt"] == 0
 
 
@@ -248,16 +250,17 @@ def test_timeout_is_retryable(marketplace_stub: MarketplaceStub, api_token: str)
     assert "Timeout" in str(error)
 
 
-def test_connection_refused_is_retryable() -> None:
+def test_connection_refused_is_retryable(api_token: str) -> None:
     with MarketplaceStub() as stub:
         url = stub.url  # a port nobody listens on once the stub is stopped
-    marketplace = HttpMarketplace(HttpMarketplaceConfig(base_url=url))
+    marketplace = HttpMarketplace(HttpMarketplaceConfig(base_url=url, api_token=api_token))
 
     error = failure_of(marketplace, lambda: marketplace.get_listing("linen-shirt"))
 
     assert error.retryable
     assert "linen-shirt" in str(error)
     assert isinstance(error.__cause__, httpx.ConnectError)
+    assert api_token not in "".join(traceback.format_exception(error))
 
 
 def test_wrong_token_is_refused_and_no_token_appears_in_the_error(

@@ -79,6 +79,9 @@ def connect(address: str | None, *, quiet: bool = True) -> Connection:
             f"no Ray cluster answers at {chosen}: start one with `ray start --head`, "
             "or leave --address and RAY_ADDRESS unset to run an embedded Ray"
         )
+    if (Path.home() / ".ray" / "auth_token").exists():
+        # Ray 2.60 clusters run with token auth once a token exists; the driver must send it
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address=chosen, **kwargs)
     return Connection(address=chosen, embedded=False)
 

@@ -63,6 +63,22 @@ def running_local_cluster() -> str | None:
     return address if address and _reachable(address) else None
 
 
+def _send_auth_token_if_any() -> None:
+    """Turn on token auth in this driver when a token exists, as `ray start` does.
+
+    Ray 2.60's `ray start --head` enables token auth as soon as `~/.ray/auth_token`
+    exists (an embedded `ray.init` writes one), but `ray.init(address=...)` with an
+    explicit address does not, and the connection fails with `InvalidAuthToken`.
+    Ray reads the mode into a cached config at import, so setting `RAY_AUTH_MODE`
+    alone is too late; this is the function Ray itself calls for `address="auto"`.
+    """
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def connect(address: str | None, *, quiet: bool = True) -> Connection:
     """Attach to a cluster (explicit address, RAY_ADDRESS, local) or start an embedded Ray."""
     if ray.is_initialized():
@@ -79,9 +95,7 @@ def connect(address: str | None, *, quiet: bool = True) -> Connection:
             f"no Ray cluster answers at {chosen}: start one with `ray start --head`, "
             "or leave --address and RAY_ADDRESS unset to run an embedded Ray"
         )
-    if (Path.home() / ".ray" / "auth_token").exists():
-        # Ray 2.60 clusters run with token auth once a token exists; the driver must send it
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    _send_auth_token_if_any()
     ray.init(address=chosen, **kwargs)
     return Connection(address=chosen, embedded=False)
 

@@ -4,6 +4,7 @@ run       submit a feed (default: the bundled sample catalog) and follow it
 init-db   create or upgrade the database schema
 status    the swarm's actors and its workflows by status
 events    the event log, newest last
+resume    bring the swarm back (e.g. after a cluster restart) and finish every unfinished workflow
 shutdown  stop the swarm's actors on the cluster
 """
 
@@ -33,7 +34,9 @@ from swarm.run import (
     new_run_id,
     submit_products,
     summarize,
+    unfinished,
     wait_for_run,
+    wait_for_unfinished,
 )
 from swarm.runtime import (
     RayConnectionError,
@@ -67,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--crash-rate", type=float, default=1.0, help="share of workflows crashing")
     run.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     run.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
+    resume = sub.add_parser(
+        "resume", help="bring the swarm back and finish every workflow left unfinished"
+    )
+    resume.add_argument("--address", help="Ray address (same rules as `run`)")
+    resume.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
     sub.add_parser("init-db", help="create or upgrade the database schema")
     status = sub.add_parser("status", help="actors and workflows")
     status.add_argument("--address", help="Ray address of the cluster running the swarm")
@@ -88,11 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_init_db(settings))
             console.print(f"database ready: {settings.db_path}")
             return 0
+        if args.command == "resume":
+            return cmd_resume(args, settings)
         if args.command == "status":
             return cmd_status(args, settings)
         if args.command == "events":
             return cmd_events(args, settings)
-        return cmd_shutdown(args)
+        return cmd_shutdown(args, settings)
     except (FeedError, RayConnectionError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
@@ -117,7 +127,7 @@ def cmd_run(args: argparse.Namespace, settings: SwarmSettings) -> int:
         seed=args.seed,
     )
     asyncio.run(_init_db(settings))
-    connection = connect(args.address)
+    connection = connect(args.address or settings.ray_address)
     console.print(f"Ray: {connection.address}; {len(products)} products from {args.input}")
     try:
         # keep the handle: a non-detached supervisor lives as long as its owner holds it
@@ -129,6 +139,34 @@ def cmd_run(args: argparse.Namespace, settings: SwarmSettings) -> int:
             ray.shutdown()
     _print_summary(summary)
     return 0 if summary.terminal == summary.submitted else 1
+
+
+def cmd_resume(args: argparse.Namespace, settings: SwarmSettings) -> int:
+    """Start (or find) the swarm: agents recover from the log and finish what was in flight."""
+    asyncio.run(_init_db(settings))
+    before = unfinished(asyncio.run(_workflow_counts(settings)))
+    connection = connect(args.address or settings.ray_address)
+    console.print(f"Ray: {connection.address}; {before} unfinished workflows in {settings.db_path}")
+    started = time.monotonic()
+    try:
+        supervisor = start_swarm(settings, detached=not connection.embedded)
+        with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:  # fmt: skip
+            task = progress.add_task("resumed workflows", total=before)
+            wait_for_unfinished(
+                journal(),
+                on_progress=lambda left: progress.update(task, completed=max(0, before - left)),
+                timeout_s=args.timeout,
+            )
+        del supervisor
+    except TimeoutError as e:
+        console.print(f"[red]not finished:[/red] {e}")
+        return 1
+    finally:
+        if connection.embedded:
+            ray.shutdown()
+    console.print(f"All workflows terminal after {time.monotonic() - started:.1f} s.")
+    return 0
 
 
 def _run_with_progress(
@@ -190,7 +228,7 @@ def _attach(address: str | None) -> bool:
 
 
 def cmd_status(args: argparse.Namespace, settings: SwarmSettings) -> int:
-    if _attach(args.address) and (supervisor := find_swarm()) is not None:
+    if _attach(args.address or settings.ray_address) and (supervisor := find_swarm()) is not None:
         table = Table(title="Actors")
         for column in ("name", "role", "state", "pid", "epoch", "in flight", "processed"):
             table.add_column(column)
@@ -241,8 +279,8 @@ def cmd_events(args: argparse.Namespace, settings: SwarmSettings) -> int:
     return 0
 
 
-def cmd_shutdown(args: argparse.Namespace) -> int:
-    if not _attach(args.address) or (supervisor := find_swarm()) is None:
+def cmd_shutdown(args: argparse.Namespace, settings: SwarmSettings) -> int:
+    if not _attach(args.address or settings.ray_address) or (supervisor := find_swarm()) is None:
         console.print("No swarm is running.")
         return 0
     stop_swarm(supervisor)

@@ -98,6 +98,34 @@ def wait_for_run(
         time.sleep(poll_s)
 
 
+TERMINAL = ("completed", "failed")
+
+
+def unfinished(counts: dict[tuple[str, str], int]) -> int:
+    return sum(n for (status, _), n in counts.items() if status not in TERMINAL)
+
+
+def wait_for_unfinished(
+    journal: Any,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    poll_s: float = 0.2,
+    timeout_s: float | None = None,
+) -> dict[tuple[str, str], int]:
+    """Block until no workflow of any run is left in flight; returns the final counts."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        counts: dict[tuple[str, str], int] = ray.get(journal.workflow_counts.remote(None))
+        left = unfinished(counts)
+        if on_progress is not None:
+            on_progress(left)
+        if left == 0:
+            return counts
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{left} workflows still unfinished at timeout")
+        time.sleep(poll_s)
+
+
 def summarize(journal: Any, run_id: str, submitted: int, wall_s: float) -> RunSummary:
     rows = ray.get(journal.workflows.remote(run_id, None, 1_000_000))
     summary = RunSummary(run_id=run_id, submitted=submitted, wall_s=wall_s)

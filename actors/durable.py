@@ -28,7 +28,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -151,6 +151,8 @@ class DurableAgent(ABC):
         self._fatal: BaseException | None = None
         self.recovered: set[str] = set()
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
+        self.on_crash: Callable[[BaseException], None] = lambda error: None
+        """Told when a task dies of an unexpected error (the Ray host tells the supervisor)."""
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> RecoveryReport:
@@ -213,6 +215,8 @@ class DurableAgent(ABC):
             log.error("%s: task failed: %r", self.name, error)
             if isinstance(error, AgentFencedError):
                 self._fatal = error
+            elif error is not None:
+                self.on_crash(error)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -46,6 +46,9 @@ class ActorLookupError(Exception):
     """A named swarm actor could not be found or reached in time."""
 
 
+SUPERVISOR = "supervisor"
+
+
 async def resolve(name: str, deadline_s: float) -> Any:
     """The live handle of the named actor, waiting up to `deadline_s` for it to (re)appear."""
     end = time.monotonic() + deadline_s
@@ -56,6 +59,30 @@ async def resolve(name: str, deadline_s: float) -> Any:
         except ValueError as e:
             if time.monotonic() > end:
                 raise ActorLookupError(f"actor {name!r} not found in {deadline_s:.0f} s") from e
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def locate(role: str, deadline_s: float) -> Any:
+    """The actor serving `role` now, as the supervisor's registry says (Erlang's `whereis`).
+
+    A restarted role is served by a new actor (`product-agent-0~2`, ...); while the
+    supervisor itself is down, the role's first actor name is tried.
+    """
+    end = time.monotonic() + deadline_s
+    delay = 0.01
+    while True:
+        name: str | None = None
+        try:
+            supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+            name = await asyncio.wait_for(supervisor.whereis.remote(role), 2.0)
+        except (ValueError, TimeoutError, *_ACTOR_GONE):
+            pass
+        try:
+            return ray.get_actor(name or role, namespace=NAMESPACE)
+        except ValueError as e:
+            if time.monotonic() > end:
+                raise ActorLookupError(f"no actor serves {role!r} after {deadline_s:.0f} s") from e
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
 
@@ -73,7 +100,7 @@ class RayJournalClient:
         delay = 0.02
         while True:
             if self._handle is None:
-                self._handle = await resolve(self.name, self.retry_deadline_s)
+                self._handle = await locate(self.name, self.retry_deadline_s)
             try:
                 return await getattr(self._handle, method).remote(*args)
             except _ACTOR_GONE:
@@ -130,7 +157,7 @@ class RayTransport:
             try:
                 handle = self._handles.get(recipient)
                 if handle is None:
-                    handle = self._handles[recipient] = await resolve(recipient, 10.0)
+                    handle = self._handles[recipient] = await locate(recipient, 10.0)
                 await handle.deliver.remote(bodies, redelivery)
                 return
             except (*_ACTOR_GONE, ActorLookupError) as e:
@@ -196,15 +223,47 @@ def build_agent(spec: AgentSpec) -> DurableAgent:
 
 
 class AgentActor:
-    """Ray actor body hosting one durable agent."""
+    """Ray actor body hosting one durable agent, or waiting as a warm standby to take one over.
 
-    def __init__(self, spec: AgentSpec) -> None:
+    A standby is a started process with no agent: `take_over(spec)` builds the agent
+    and recovers it from the log, which takes milliseconds instead of the ~0.4 s a new
+    actor process needs.
+    """
+
+    def __init__(self, spec: AgentSpec | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.spec = spec
-        self.agent = build_agent(spec)
+        self._agent = None if spec is None else build_agent(spec)
+
+    @property
+    def agent(self) -> DurableAgent:
+        if self._agent is None:
+            raise RuntimeError("this actor is a standby: it serves no role yet")
+        return self._agent
 
     async def start(self) -> RecoveryReport:
+        self.agent.on_crash = self._report_crash
         return await self.agent.start()
+
+    async def take_over(self, spec: AgentSpec) -> RecoveryReport:
+        """Become the agent of `spec`: recover it from the log and serve its mailbox."""
+        if self._agent is not None:
+            raise RuntimeError(f"already serving {self._agent.name}")
+        self.spec = spec
+        self._agent = build_agent(spec)
+        return await self.start()
+
+    def serving(self) -> str | None:
+        """The role this actor serves, None for a standby."""
+        return None if self._agent is None else self._agent.name
+
+    def _report_crash(self, error: BaseException) -> None:
+        """An agent task died of an unexpected error: the supervisor restarts this agent."""
+        try:
+            supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+            supervisor.child_failed.remote(self.agent.name, f"{type(error).__name__}: {error}")
+        except ValueError:
+            log.error("%s: no supervisor to report %r to", self.agent.name, error)
 
     async def deliver(self, bodies: list[str], redelivery: bool = False) -> int:
         return await self.agent.deliver(bodies, redelivery=redelivery)

@@ -1,9 +1,29 @@
-"""The supervisor: starts the swarm's children in order, reports on them, stops them.
+"""The supervisor: starts the swarm's children, watches them, restarts them by OTP rules.
 
-It owns the child actors: each is a named actor in the `swarm` namespace,
-created with `num_cpus=0` (agents wait on I/O, so two cores hold the whole
-swarm). Children start in spec order (the journal first, then the agents that
-write to it) and stop in reverse order.
+Children are named, detached actors in the `swarm` namespace with `num_cpus=0`
+(agents wait on I/O, so two cores hold the whole swarm). They start in spec
+order (the journal first) and stop in reverse order.
+
+Failure notification. For each child the supervisor keeps a `watch()` call
+pending; it fails with `ActorDiedError` within milliseconds of the child's
+process dying. Agents also report failures they cannot handle
+(`child_failed`), which the supervisor treats as an abnormal exit.
+
+Restart. A death is handled by the child's restart type and the strategy (see
+`supervisor.policy`), within the restart intensity; past it the supervisor
+escalates: it records why, stops every child in reverse order, and reports
+`escalated` until it is shut down. A restarted role is taken over by a warm
+standby process (an idle actor named `<role>~<n>`), which recovers the agent
+from snapshot + events and drains its mailbox; peers find the new actor
+through `whereis(role)`.
+
+The supervisor's own death. Ray restarts it (`max_restarts=-1`); the new
+incarnation lists the swarm's named actors, asks each which role it serves,
+re-attaches to live children (killing any older duplicate of a role, so a role
+never has two servers), respawns dead ones, and reads its own stream to know
+whether it had escalated.
+
+Every decision is an event in the stream `supervisor`.
 """
 
 from __future__ import annotations
@@ -11,93 +31,542 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.durable import RecoveryReport
+from actors.models import FrozenModel
 from actors.ray_actors import NAMESPACE, AgentActor, AgentStatus
 from storage.journal_actor import JournalActor
+from storage.records import AppendBatch, AppendRefusal, EventRecord
 from supervisor.child_spec import ChildSpec
+from supervisor.events import (
+    SUPERVISOR_STREAM,
+    ChildDied,
+    ChildFailed,
+    ChildStarted,
+    Escalated,
+    MessageQuarantined,
+    SupervisionEvent,
+    SupervisorRecovered,
+    decode_supervision_event,
+)
+from supervisor.policy import (
+    Backoff,
+    RestartIntensity,
+    SupervisionPolicy,
+    should_restart,
+    to_restart,
+)
 
 log = logging.getLogger(__name__)
+CALL_TIMEOUT_S = 10.0
+_GONE = (RayActorError, ActorUnavailableError)
 
 
 class ChildStatus(AgentStatus):
     state: str
+    actor: str = ""
+    restarts: int = 0
+
+
+class SupervisorHealth(FrozenModel):
+    state: str
+    """`starting`, `running`, `escalated` or `stopped`."""
+    reason: str = ""
+    restarts: int = 0
+
+
+class EscalatedError(RuntimeError):
+    """The supervisor gave up restarting (restart intensity passed) and stopped the swarm."""
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    handle: Any = None
+    actor: str = ""
+    pid: int = 0
+    state: str = "not started"
+    restarts: int = 0
+    incarnation: int = 0
+    spare: Any = None
+    spare_name: str = ""
+    spare_ready: asyncio.Future[None] | None = None
+    watcher: asyncio.Task[None] | None = None
+    last_report: RecoveryReport | None = None
+    exiting_normally: bool = False
+
+
+@dataclass
+class _Log:
+    """The supervisor's own stream, written through the journal with a fencing epoch."""
+
+    epoch: int = 0
+    next_seq: int = 1
+    events: list[SupervisionEvent] = field(default_factory=list)
+
+
+def _incarnation(name: str, role: str) -> int | None:
+    if name == role:
+        return 1
+    match = re.fullmatch(re.escape(role) + r"~(\d+)", name)
+    return int(match.group(1)) if match else None
 
 
 class Supervisor:
-    def __init__(self, children: list[ChildSpec], detached: bool = False) -> None:
-        self.children = children
-        self.detached = detached
-        self.handles: dict[str, Any] = {}
-        self.reports: dict[str, RecoveryReport] = {}
+    def __init__(
+        self,
+        children: list[ChildSpec],
+        policy: SupervisionPolicy | None = None,
+        *,
+        reattach: bool = False,
+    ) -> None:
+        self.policy = policy or SupervisionPolicy()
+        self.reattach = reattach
+        """A restarted supervisor re-attaches to live children; a new one replaces them."""
+        self.order = [c.name for c in children]
+        self.children = {c.name: _Child(spec=c) for c in children}
+        self.intensity = RestartIntensity(self.policy.max_restarts, self.policy.period_s)
+        self.backoff = Backoff(
+            self.policy.backoff_base_s, self.policy.backoff_max_s, self.policy.period_s
+        )
+        self.state = "starting"
+        self.reason = ""
+        self.total_restarts = 0
+        self._log = _Log()
+        self._unjournaled: list[SupervisionEvent] = []
+        self._lock = asyncio.Lock()
+        self._booted: asyncio.Task[list[RecoveryReport]] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def _create(self, spec: ChildSpec) -> Any:
-        options: dict[str, Any] = {
-            "name": spec.name,
+    # --- start and recovery -------------------------------------------------------------
+    async def start(self) -> list[RecoveryReport]:
+        """Bring every child up (or re-attach to it); idempotent, safe to call again."""
+        if self._booted is None:
+            self._booted = asyncio.ensure_future(self._boot())
+        return await asyncio.shield(self._booted)
+
+    async def _boot(self) -> list[RecoveryReport]:
+        async with self._lock:
+            live = await self._discover()
+            reattached, respawned = [], []
+            for role in self.order:  # spawn the missing processes at once; they start in order
+                if role not in live:
+                    self._ensure_spare(self.children[role], booting=True)
+            for role in self.order:
+                child = self.children[role]
+                found = live.get(role)
+                if found is not None:
+                    await self._attach(child, *found)
+                    reattached.append(role)
+                else:
+                    await self._start_child(child, reason="start")
+                    respawned.append(role)
+                if role == "journal":
+                    await self._open_log()
+                    self._log.events += self._unjournaled
+                    if self._escalated_before():
+                        await self._stop_all()
+                        self.state = "escalated"
+                        return []
+            for role in reattached:
+                child = self.children[role]
+                await self._record(ChildStarted(role=role, actor=child.actor, pid=child.pid,
+                                                reason="reattach"))  # fmt: skip
+            if reattached:
+                await self._record(
+                    SupervisorRecovered(reattached=tuple(reattached), respawned=tuple(respawned))
+                )
+            self.state = "running"
+        if self.policy.warm_standby:
+            for child in self.children.values():
+                self._ensure_spare(child)
+        return [c.last_report for c in self.children.values() if c.last_report is not None]
+
+    async def _discover(self) -> dict[str, tuple[Any, str, int]]:
+        """Live actors serving each role; duplicates and stray standbys are killed."""
+        try:
+            named = ray.util.list_named_actors(all_namespaces=True)
+        except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable: nothing found
+            named = []
+        names = [n["name"] for n in named if n.get("namespace") == NAMESPACE]
+        live: dict[str, tuple[Any, str, int]] = {}
+        for role, child in self.children.items():
+            found: list[tuple[int, Any, str, str | None]] = []
+            for name in names:
+                incarnation = _incarnation(name, role)
+                if incarnation is None:
+                    continue
+                child.incarnation = max(child.incarnation, incarnation)
+                try:
+                    handle = ray.get_actor(name, namespace=NAMESPACE)
+                    serving: str | None = await asyncio.wait_for(handle.serving.remote(), 5)
+                except (ValueError, TimeoutError, *_GONE):
+                    continue
+                found.append((incarnation, handle, name, serving))
+            if not self.reattach:  # left over by a swarm whose supervisor is gone: replace
+                for _, handle, name, _ in found:
+                    log.warning("killing %s: left over by a previous swarm", name)
+                    ray.kill(handle, no_restart=True)
+                continue
+            servers = sorted((f for f in found if f[3] == role), key=lambda f: f[0])
+            for _, handle, name, _ in servers[:-1]:  # never two actors in one role
+                log.warning("killing %s: an older server of %s", name, role)
+                ray.kill(handle, no_restart=True)
+            if servers:
+                _, handle, name, _ = servers[-1]
+                live[role] = (handle, name, servers[-1][0])
+            for _, handle, _, serving in found:
+                if serving is None:
+                    ray.kill(handle, no_restart=True)
+        return live
+
+    async def _attach(self, child: _Child, handle: Any, actor: str, incarnation: int) -> None:
+        try:
+            child.pid = await asyncio.wait_for(handle.pid.remote(), CALL_TIMEOUT_S)
+        except (*_GONE, TimeoutError):
+            child.pid = 0  # the watch will notice if it is dead
+        child.handle, child.actor, child.state = handle, actor, "alive"
+        child.incarnation = max(child.incarnation, incarnation)
+        self._watch(child)
+
+    # --- starting a child -----------------------------------------------------------------
+    def _options(self, child: _Child, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
             "namespace": NAMESPACE,
             "num_cpus": 0,
-            "max_concurrency": spec.max_concurrency,
+            "max_concurrency": child.spec.max_concurrency,
+            "lifetime": "detached",
         }
-        if self.detached:
-            options["lifetime"] = "detached"
-        if spec.journal is not None:
-            cls = ray.remote(JournalActor)
-            return cls.options(**options).remote(spec.journal.path, spec.journal.synchronous)
-        return ray.remote(AgentActor).options(**options).remote(spec.agent)
 
-    async def start(self) -> list[RecoveryReport]:
-        """Start every child in order; agents recover from the log as they start."""
-        for spec in self.children:
-            handle = self._create(spec)
-            self.handles[spec.name] = handle
-            if spec.journal is not None:
-                await handle.start.remote()
+    def _new_actor(self, child: _Child, standby: bool) -> tuple[Any, str]:
+        while True:
+            child.incarnation += 1
+            name = (
+                child.spec.name
+                if child.incarnation == 1
+                else f"{child.spec.name}~{child.incarnation}"
+            )
+            options = self._options(child, name)
+            try:
+                if child.spec.journal is not None:
+                    cls: Any = ray.remote(JournalActor)
+                    return cls.options(**options).remote(), name
+                return ray.remote(AgentActor).options(**options).remote(), name
+            except ValueError:  # the name is still taken by an actor being torn down
                 continue
-        reports = await asyncio.gather(
-            *(self.handles[s.name].start.remote() for s in self.children if s.agent is not None)
+            _ = standby
+
+    def _ensure_spare(self, child: _Child, *, booting: bool = False) -> None:
+        if child.spare is not None:
+            return
+        if not booting and (not self.policy.warm_standby or self.state != "running"):
+            return
+        child.spare, child.spare_name = self._new_actor(child, standby=True)
+        ready = asyncio.ensure_future(self._ping(child.spare))
+        child.spare_ready = ready
+
+    async def _ping(self, handle: Any) -> None:
+        await handle.serving.remote()
+
+    async def _take_over(self, child: _Child, handle: Any) -> RecoveryReport | None:
+        spec = child.spec
+        if spec.journal is not None:
+            await asyncio.wait_for(
+                handle.take_over.remote(spec.journal.path, spec.journal.synchronous),
+                CALL_TIMEOUT_S * 6,
+            )
+            return None
+        report: RecoveryReport = await asyncio.wait_for(
+            handle.take_over.remote(spec.agent), CALL_TIMEOUT_S * 6
         )
-        for report in reports:
-            self.reports[report.agent] = report
-        return list(reports)
+        return report
 
-    async def status(self) -> list[ChildStatus]:
-        rows: list[ChildStatus] = []
-        for spec in self.children:
-            handle = self.handles.get(spec.name)
-            rows.append(await self._child_status(spec, handle))
-        return rows
+    async def _start_child(self, child: _Child, *, reason: str, noticed: float = 0.0) -> None:
+        """Start the role on its standby if one is ready, else on a new process; record it."""
+        began = noticed or time.perf_counter()
+        while True:
+            handle, name = None, ""
+            if child.spare is not None and child.spare_ready is not None:
+                spare, spare_name, ready = child.spare, child.spare_name, child.spare_ready
+                child.spare, child.spare_ready = None, None
+                try:
+                    await asyncio.wait_for(ready, CALL_TIMEOUT_S * 6)
+                    handle, name = spare, spare_name
+                except (*_GONE, TimeoutError):
+                    ray.kill(spare, no_restart=True)
+            if handle is None:
+                handle, name = self._new_actor(child, standby=False)
+            try:
+                report = await self._take_over(child, handle)
+                pid = await asyncio.wait_for(handle.pid.remote(), CALL_TIMEOUT_S)
+                break
+            except (*_GONE, TimeoutError) as e:
+                log.warning(
+                    "%s: %s failed to take over (%r); trying a new process",
+                    child.spec.name,
+                    name,
+                    e,
+                )
+                ray.kill(handle, no_restart=True)
+        child.handle, child.actor, child.pid, child.state = handle, name, pid, "alive"
+        child.last_report = report
+        child.exiting_normally = False
+        self._watch(child)
+        millis = (time.perf_counter() - began) * 1000
+        await self._record(
+            ChildStarted(
+                role=child.spec.name,
+                actor=name,
+                pid=pid,
+                reason=reason,
+                recovery_ms=millis,
+                events_replayed=report.events_replayed if report else 0,
+                snapshot_seq=report.snapshot_seq if report else 0,
+            )
+        )
+        if self.state == "running":
+            self._ensure_spare(child)
 
-    async def _child_status(self, spec: ChildSpec, handle: Any) -> ChildStatus:
-        blank = {
-            "name": spec.name, "role": spec.role, "pid": 0, "node_id": "", "epoch": 0,
-            "last_seq": 0, "in_flight": 0, "processed": 0, "completed": 0, "failed": 0,
-        }  # fmt: skip
-        if handle is None:
-            return ChildStatus(state="not started", **blank)
-        try:
-            if spec.journal is not None:
-                pid = await asyncio.wait_for(handle.pid.remote(), 5)
-                stats = await asyncio.wait_for(handle.stats.remote(), 5)
-                blank.update(pid=pid, processed=stats["batches"], last_seq=stats["events"])
-                return ChildStatus(state="alive", **blank)
-            status: AgentStatus = await asyncio.wait_for(handle.status.remote(), 5)
-            return ChildStatus(state="alive", **status.model_dump())
-        except (ray.exceptions.RayActorError, TimeoutError) as e:
-            return ChildStatus(state=f"dead ({type(e).__name__})", **blank)
+    # --- watching and deaths --------------------------------------------------------------
+    def _watch(self, child: _Child) -> None:
+        if child.watcher is not None:
+            child.watcher.cancel()
+        child.watcher = asyncio.ensure_future(self._watch_loop(child, child.handle))
+
+    async def _watch_loop(self, child: _Child, handle: Any) -> None:
+        while True:
+            try:
+                await handle.watch.remote()
+                cause = "watch returned"
+            except ActorUnavailableError:
+                # unreachable for a moment (network, node under load): watch again shortly
+                await asyncio.sleep(0.05)
+                continue
+            except RayActorError as e:
+                cause = _cause(e)
+            except asyncio.CancelledError:
+                return
+            break
+        if child.handle is handle and child.state == "alive":
+            noticed = time.perf_counter()
+            self._spawn(self._on_death(child, handle, cause, noticed))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_death(self, child: _Child, handle: Any, cause: str, noticed: float) -> None:
+        async with self._lock:
+            if child.handle is not handle or self.state != "running":
+                return
+            role = child.spec.name
+            abnormal = not child.exiting_normally
+            child.state = "dead"
+            await self._record(
+                ChildDied(role=role, actor=child.actor, cause=cause, abnormal=abnormal)
+            )
+            if not should_restart(child.spec.restart, abnormal):
+                child.state = "exited" if not abnormal else "dead (not restarted)"
+                return
+            now = time.monotonic()
+            if not self.intensity.allow(now):
+                await self._escalate(
+                    f"more than {self.policy.max_restarts} restarts in {self.policy.period_s:g} s "
+                    f"(last: {role} died: {cause})"
+                )
+                return
+            group = to_restart(self.policy.strategy, self.order, role)
+            for other in reversed(group):
+                if other != role:
+                    self._stop_child(self.children[other], state="restarting")
+            delay = self.backoff.delay(role, now)
+            if delay:
+                await asyncio.sleep(delay)  # backoff between repeated restarts, not a sync wait
+            for name in group:
+                member = self.children[name]
+                member.restarts += 1
+                self.total_restarts += 1
+                await self._start_child(member, reason="restart", noticed=noticed)
+
+    async def child_failed(self, role: str, error: str) -> None:
+        """An agent's report of a failure it cannot handle: restart it as an abnormal exit."""
+        child = self.children.get(role)
+        if child is None or child.handle is None or self.state != "running":
+            return
+        await self._record(ChildFailed(role=role, error=error))
+        ray.kill(child.handle, no_restart=True)  # the watch notices and restarts it
+
+    async def child_exiting(self, role: str) -> None:
+        """A child about to stop on purpose: a normal exit (transient children stay down)."""
+        child = self.children.get(role)
+        if child is not None:
+            child.exiting_normally = True
+
+    async def quarantined(
+        self, role: str, workflow_id: str, message_id: str, error: str, attempts: int
+    ) -> None:
+        await self._record(
+            MessageQuarantined(
+                role=role,
+                workflow_id=workflow_id,
+                message_id=message_id,
+                error=error,
+                attempts=attempts,
+            )
+        )
+
+    async def _escalate(self, reason: str) -> None:
+        log.error("supervisor escalates: %s", reason)
+        self.reason = reason
+        await self._record(Escalated(reason=reason))
+        await self._stop_all()
+        self.state = "escalated"
+
+    # --- stopping -----------------------------------------------------------------------
+    def _stop_child(self, child: _Child, state: str = "stopped") -> None:
+        child.state = state
+        if child.watcher is not None:
+            child.watcher.cancel()
+            child.watcher = None
+        if child.handle is not None:
+            ray.kill(child.handle, no_restart=True)
+            child.handle = None
+
+    async def _stop_all(self) -> None:
+        for role in reversed(self.order):
+            child = self.children[role]
+            self._stop_child(child)
+            if child.spare is not None:
+                ray.kill(child.spare, no_restart=True)
+                child.spare, child.spare_ready = None, None
 
     async def stop(self) -> None:
-        """Stop children in reverse start order."""
-        for spec in reversed(self.children):
-            handle = self.handles.pop(spec.name, None)
-            if handle is not None:
-                ray.kill(handle, no_restart=True)
+        """Stop children in reverse start order, and their standbys."""
+        async with self._lock:
+            if self.state != "escalated":
+                self.state = "stopped"
+            await self._stop_all()
+
+    # --- the registry and reports ----------------------------------------------------------
+    def whereis(self, role: str) -> str | None:
+        child = self.children.get(role)
+        if child is None or child.handle is None or child.state != "alive":
+            return None
+        return child.actor
+
+    def health(self) -> SupervisorHealth:
+        return SupervisorHealth(state=self.state, reason=self.reason, restarts=self.total_restarts)
+
+    def recoveries(self) -> dict[str, RecoveryReport]:
+        return {r: c.last_report for r, c in self.children.items() if c.last_report is not None}
+
+    async def status(self) -> list[ChildStatus]:
+        return list(
+            await asyncio.gather(*(self._child_status(self.children[r]) for r in self.order))
+        )
+
+    async def _child_status(self, child: _Child) -> ChildStatus:
+        spec = child.spec
+        blank: dict[str, Any] = {
+            "name": spec.name, "role": spec.role, "pid": child.pid, "node_id": "", "epoch": 0,
+            "last_seq": 0, "in_flight": 0, "processed": 0, "completed": 0, "failed": 0,
+            "actor": child.actor, "restarts": child.restarts,
+        }  # fmt: skip
+        handle = child.handle
+        if handle is None or child.state != "alive":
+            return ChildStatus(state=child.state, **blank)
+        try:
+            if spec.journal is not None:
+                stats = await asyncio.wait_for(handle.stats.remote(), 5)
+                blank.update(processed=stats["batches"], last_seq=stats["events"])
+                return ChildStatus(state="alive", **blank)
+            status: AgentStatus = await asyncio.wait_for(handle.status.remote(), 5)
+            return ChildStatus(state="alive", actor=child.actor, restarts=child.restarts,
+                               **status.model_dump())  # fmt: skip
+        except (*_GONE, TimeoutError) as e:
+            return ChildStatus(state=f"unreachable ({type(e).__name__})", **blank)
+
+    # --- the supervisor's stream ------------------------------------------------------------
+    async def _open_log(self, *, replace_history: bool = True) -> None:
+        journal = self.children["journal"].handle
+        position = await journal.open_stream.remote(SUPERVISOR_STREAM)
+        records: list[EventRecord] = await journal.read_stream.remote(SUPERVISOR_STREAM, 0, None)
+        self._log.epoch = position.epoch
+        self._log.next_seq = (records[-1].seq if records else 0) + 1
+        if not replace_history:
+            return
+        self._log.events = [decode_supervision_event(r.payload) for r in records]
+        self.total_restarts = sum(
+            1 for e in self._log.events if isinstance(e, ChildStarted) and e.reason == "restart"
+        )
+
+    def _escalated_before(self) -> bool:
+        escalations = [e for e in self._log.events if isinstance(e, Escalated)]
+        if escalations:
+            self.reason = escalations[-1].reason
+        return bool(escalations)
+
+    async def _record(self, event: SupervisionEvent) -> None:
+        """Append a decision to the supervisor stream; kept for later while the journal is down."""
+        self._log.events.append(event)
+        self._unjournaled.append(event)
+        journal = self.children["journal"]
+        if journal.handle is None or journal.state != "alive":
+            log.info("supervisor (journal down, kept for later): %s", event)
+            return
+        try:
+            if self._log.epoch == 0:
+                await self._open_log(replace_history=False)
+            records = tuple(
+                EventRecord(
+                    stream_id=SUPERVISOR_STREAM,
+                    seq=self._log.next_seq + i,
+                    event_id=uuid.uuid4().hex,
+                    type=e.kind,
+                    workflow_id=getattr(e, "workflow_id", ""),
+                    payload=e.model_dump_json(),
+                )
+                for i, e in enumerate(self._unjournaled)
+            )
+            batch = AppendBatch(stream_id=SUPERVISOR_STREAM, epoch=self._log.epoch, events=records)
+            outcome = await asyncio.wait_for(journal.handle.append.remote(batch), CALL_TIMEOUT_S)
+        except (*_GONE, TimeoutError) as e:
+            log.warning("supervisor events not journaled yet (%r)", e)
+            self._log.epoch = 0  # the commit may or may not have landed: reopen the stream
+            return
+        if isinstance(outcome, AppendRefusal):
+            log.error("supervisor stream refused: %s", outcome.message)
+            self._log.epoch = 0
+            return
+        self._log.next_seq += len(records)
+        self._unjournaled.clear()
+
+
+def _cause(error: RayActorError) -> str:
+    text = str(error).strip().splitlines()
+    first = next((line for line in text if line.strip()), type(error).__name__)
+    return f"{type(error).__name__}: {first[:200]}"
 
 
 class SupervisorActor(Supervisor):
-    """Ray actor body of the supervisor."""
+    """Ray actor body of the supervisor. Ray restarts it after a crash; it then recovers itself."""
+
+    def __init__(self, children: list[ChildSpec], policy: SupervisionPolicy | None = None) -> None:
+        reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        super().__init__(children, policy, reattach=reconstructed)
+        if reconstructed:
+            # nobody will call start(): re-attach to the children now
+            ray.get_runtime_context().current_actor.start.remote()
 
     def pid(self) -> int:
         return os.getpid()

@@ -31,6 +31,7 @@ from swarm.feeds import FeedError, parse_feed
 from swarm.run import (
     STAGES,
     RunSummary,
+    SwarmEscalatedError,
     new_run_id,
     submit_products,
     summarize,
@@ -106,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FeedError, RayConnectionError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
+    except SwarmEscalatedError as e:
+        console.print(f"[red]swarm stopped:[/red] {e}")
+        return 3
 
 
 async def _init_db(settings: SwarmSettings) -> None:
@@ -229,12 +233,17 @@ def _attach(address: str | None) -> bool:
 
 def cmd_status(args: argparse.Namespace, settings: SwarmSettings) -> int:
     if _attach(args.address or settings.ray_address) and (supervisor := find_swarm()) is not None:
+        health = ray.get(supervisor.health.remote())
+        colour = "green" if health.state == "running" else "red"
+        console.print(f"Supervisor: [{colour}]{health.state}[/{colour}] "
+                      f"({health.restarts} restarts) {health.reason}")  # fmt: skip
         table = Table(title="Actors")
-        for column in ("name", "role", "state", "pid", "epoch", "in flight", "processed"):
+        for column in ("role", "actor", "state", "pid", "restarts", "epoch", "in flight",
+                       "processed"):  # fmt: skip
             table.add_column(column)
         for child in ray.get(supervisor.status.remote()):
-            table.add_row(child.name, child.role, child.state, str(child.pid), str(child.epoch),
-                          str(child.in_flight), str(child.processed))  # fmt: skip
+            table.add_row(child.name, child.actor, child.state, str(child.pid), str(child.restarts),
+                          str(child.epoch), str(child.in_flight), str(child.processed))  # fmt: skip
         console.print(table)
     else:
         console.print("No swarm is running on a Ray cluster here (showing the database).")

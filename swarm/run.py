@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors.coordinator import FaultSettings
 from actors.models import Product
 from actors.protocol import STEPS
+from swarm.runtime import find_swarm, whereis
 
 STAGES = (*STEPS, "completed")
 
@@ -74,6 +76,32 @@ def submit_products(
     return [wid for ids in ray.get(refs) for wid in ids]
 
 
+class SwarmEscalatedError(RuntimeError):
+    """The supervisor gave up (restart intensity passed) and stopped the swarm."""
+
+
+def _counts(journal: Any, run_id: str | None) -> tuple[Any, dict[tuple[str, str], int]]:
+    """Workflow counts from the journal, following it to its new actor if it was restarted."""
+    try:
+        return journal, ray.get(journal.workflow_counts.remote(run_id), timeout=30)
+    except (RayActorError, ActorUnavailableError, GetTimeoutError):
+        _check_supervisor()
+        journal = whereis("journal")
+        return journal, ray.get(journal.workflow_counts.remote(run_id), timeout=30)
+
+
+def _check_supervisor() -> None:
+    supervisor = find_swarm()
+    if supervisor is None:
+        return
+    try:
+        health = ray.get(supervisor.health.remote(), timeout=10)
+    except (RayActorError, ActorUnavailableError, GetTimeoutError):
+        return  # restarting: it re-attaches to its children
+    if health.state == "escalated":
+        raise SwarmEscalatedError(f"the supervisor escalated: {health.reason}")
+
+
 def wait_for_run(
     journal: Any,
     run_id: str,
@@ -83,10 +111,17 @@ def wait_for_run(
     poll_s: float = 0.2,
     timeout_s: float | None = None,
 ) -> dict[tuple[str, str], int]:
-    """Block until `total` workflows of the run are terminal; returns the final counts."""
+    """Block until `total` workflows of the run are terminal; returns the final counts.
+
+    Raises `SwarmEscalatedError` if the supervisor gives up on the way.
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    checked = time.monotonic()
     while True:
-        counts: dict[tuple[str, str], int] = ray.get(journal.workflow_counts.remote(run_id))
+        journal, counts = _counts(journal, run_id)
+        if time.monotonic() - checked > 1.0:
+            _check_supervisor()
+            checked = time.monotonic()
         completed = sum(n for (s, _), n in counts.items() if s == "completed")
         failed = sum(n for (s, _), n in counts.items() if s == "failed")
         if on_progress is not None:
@@ -115,7 +150,8 @@ def wait_for_unfinished(
     """Block until no workflow of any run is left in flight; returns the final counts."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        counts: dict[tuple[str, str], int] = ray.get(journal.workflow_counts.remote(None))
+        journal, counts = _counts(journal, None)
+        _check_supervisor()
         left = unfinished(counts)
         if on_progress is not None:
             on_progress(left)

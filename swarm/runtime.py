@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ import ray
 from actors.durable import AgentConfig
 from actors.ray_actors import NAMESPACE, AgentSpec
 from supervisor.child_spec import ChildSpec, JournalSpec
+from supervisor.policy import SupervisionPolicy
 from supervisor.supervisor import SupervisorActor
 from swarm.llm_offline import OfflineWriter
 from swarm.llm_openai import OpenAIWriter, OpenAIWriterConfig
@@ -127,7 +129,8 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             effect_concurrency=settings.effect_concurrency,
             retry_deadline_s=settings.retry_deadline_s,
         )
-        return ChildSpec(name=name, role=role, agent=spec)
+        restart = settings.restart_types.get(name, "permanent")
+        return ChildSpec(name=name, role=role, agent=spec, restart=restart)
 
     db_path = str(settings.db_path.resolve())
     return [
@@ -135,6 +138,7 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             name="journal",
             role="journal",
             journal=JournalSpec(path=db_path, synchronous=settings.db_synchronous),
+            restart=settings.restart_types.get("journal", "permanent"),
         ),
         agent("coordinator", "coordinator", "coordinator"),
         *(agent(n, "product-upload", "product") for n in products),
@@ -167,17 +171,41 @@ def build_marketplace(settings: SwarmSettings) -> LocalMarketplace | HttpMarketp
     )
 
 
+def supervision_policy(settings: SwarmSettings) -> SupervisionPolicy:
+    return SupervisionPolicy(
+        strategy=settings.supervisor_strategy,
+        max_restarts=settings.restart_intensity,
+        period_s=settings.restart_period_s,
+        backoff_base_s=settings.restart_backoff_s,
+        backoff_max_s=settings.restart_backoff_max_s,
+        warm_standby=settings.warm_standby,
+        poison_attempts=settings.poison_attempts,
+    )
+
+
 def start_swarm(settings: SwarmSettings, *, detached: bool) -> Any:
-    """The running swarm's supervisor: the one already on the cluster, or a new one."""
+    """The running swarm's supervisor: the one already on the cluster, or a new one.
+
+    Ray restarts the supervisor if its process dies (`max_restarts=-1`); its
+    children are detached so they outlive it and it re-attaches to them.
+    """
     try:
         return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
     except ValueError:
         pass
-    options: dict[str, Any] = {"name": SUPERVISOR, "namespace": NAMESPACE, "num_cpus": 0}
+    options: dict[str, Any] = {
+        "name": SUPERVISOR,
+        "namespace": NAMESPACE,
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_concurrency": 1_000,
+    }
     if detached:
         options["lifetime"] = "detached"
     actor_class: Any = ray.remote(SupervisorActor)
-    supervisor = actor_class.options(**options).remote(child_specs(settings), detached)
+    supervisor = actor_class.options(**options).remote(
+        child_specs(settings), supervision_policy(settings)
+    )
     ray.get(supervisor.start.remote())
     return supervisor
 
@@ -194,12 +222,31 @@ def stop_swarm(supervisor: Any) -> None:
     ray.kill(supervisor, no_restart=True)
 
 
+def whereis(role: str, deadline_s: float = 30.0) -> Any:
+    """The actor serving `role` now (it changes when the supervisor restarts the role)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        supervisor = find_swarm()
+        name = None
+        if supervisor is not None:
+            try:
+                name = ray.get(supervisor.whereis.remote(role), timeout=5)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                name = None
+        try:
+            return ray.get_actor(name or role, namespace=NAMESPACE)
+        except ValueError:
+            if time.monotonic() > end:
+                raise
+        time.sleep(0.05)  # polling the registry while the role restarts
+
+
 def journal() -> Any:
-    return ray.get_actor("journal", namespace=NAMESPACE)
+    return whereis("journal")
 
 
 def coordinator() -> Any:
-    return ray.get_actor("coordinator", namespace=NAMESPACE)
+    return whereis("coordinator")
 
 
 async def gather_refs(refs: list[Any]) -> list[Any]:

@@ -39,6 +39,22 @@ class SwarmSettings(BaseSettings):
     """How long agents keep retrying the journal or a peer that is down."""
     submit_chunk: int = Field(default=500, ge=1)
 
+    supervisor_strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    restart_intensity: int = Field(default=20, ge=0)
+    """At most this many restarts ..."""
+    restart_period_s: float = Field(default=10.0, gt=0)
+    """... within this many seconds; past it the supervisor escalates and stops the swarm."""
+    restart_backoff_s: float = Field(default=0.01, ge=0)
+    restart_backoff_max_s: float = Field(default=0.5, ge=0)
+    restart_types: dict[str, Literal["permanent", "transient", "temporary"]] = Field(
+        default_factory=dict
+    )
+    """Restart type per role (JSON, e.g. {"marketing-agent-0": "transient"}); default permanent."""
+    warm_standby: bool = True
+    """An idle process per role, ready to take it over when its actor dies."""
+    poison_attempts: int = Field(default=3, ge=1)
+    """A workflow that kills its agent this many times is quarantined to dead letters."""
+
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 60.0
     openai_api_key: SecretStr | None = Field(

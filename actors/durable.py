@@ -28,7 +28,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -149,10 +149,14 @@ class DurableAgent(ABC):
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._recovered = asyncio.Event()
+        """Set once the state is rebuilt: messages pushed during recovery wait for it."""
         self.recovered: set[str] = set()
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
         self.on_crash: Callable[[BaseException], None] = lambda error: None
         """Told when a task dies of an unexpected error (the Ray host tells the supervisor)."""
+        self.before_injected_crash: Callable[[str], Awaitable[None]] = _nothing
+        """Awaited before a crash injected on purpose (the supervisor does not count it)."""
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> RecoveryReport:
@@ -168,6 +172,7 @@ class DurableAgent(ABC):
         self._next_seq = self._last_seq + 1
         self.recovered = set(self.workflows)
         self._spawn(self._flush_loop())
+        self._recovered.set()
         pending = await self._drain_mailbox()
         for workflow_id in list(self.workflows):
             self._spawn(self.advance(workflow_id))
@@ -386,6 +391,8 @@ class DurableAgent(ABC):
     # --- the mailbox ----------------------------------------------------------------------
     async def deliver(self, bodies: Sequence[str], *, redelivery: bool = False) -> int:
         """Accept messages; returns how many were taken (duplicates and rejects are not)."""
+        # a message folded before the snapshot is restored would be lost from memory
+        await self._recovered.wait()
         fresh: list[Envelope] = []
         for body in bodies:
             try:
@@ -443,6 +450,10 @@ class DurableAgent(ABC):
     @abstractmethod
     async def advance(self, workflow_id: str) -> None:
         """Run the workflow's remaining steps at this agent, recording each result."""
+
+
+async def _nothing(_: str) -> None:
+    return None
 
 
 def _new_future() -> asyncio.Future[None]:

@@ -72,6 +72,7 @@ class StepAgent(DurableAgent):
             step = state.current_step
             if should_crash(state, step):
                 await self.record(workflow_id, [CrashInjected(step=step)])
+                await self.before_injected_crash(step)
                 self._crash()
             try:
                 check_fail_step(state, step)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.coordinator import Coordinator, FaultSettings
 from actors.durable import AgentConfig, DurableAgent, RecoveryReport
@@ -160,7 +160,8 @@ class RayTransport:
                     handle = self._handles[recipient] = await locate(recipient, 10.0)
                 await handle.deliver.remote(bodies, redelivery)
                 return
-            except (*_ACTOR_GONE, ActorLookupError) as e:
+            except (*_ACTOR_GONE, ActorLookupError, RayTaskError) as e:
+                # RayTaskError: e.g. a standby that has not yet taken the role over
                 self._handles.pop(recipient, None)
                 if time.monotonic() > end:
                     # the messages are durable: the recipient drains them when it is back
@@ -243,7 +244,16 @@ class AgentActor:
 
     async def start(self) -> RecoveryReport:
         self.agent.on_crash = self._report_crash
+        self.agent.before_injected_crash = self._announce_crash
         return await self.agent.start()
+
+    async def _announce_crash(self, step: str) -> None:
+        """A crash injected on purpose: the supervisor restarts it without counting it."""
+        try:
+            supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+            await asyncio.wait_for(supervisor.crash_injected.remote(self.agent.name, step), 5)
+        except (ValueError, TimeoutError, *_ACTOR_GONE):
+            log.warning("%s: could not announce the injected crash", self.agent.name)
 
     async def take_over(self, spec: AgentSpec) -> RecoveryReport:
         """Become the agent of `spec`: recover it from the log and serve its mailbox."""

@@ -17,6 +17,7 @@ This class is plain Python; `storage.journal_actor` makes it a Ray actor.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -37,6 +38,7 @@ from storage.records import (
 from storage.store import EventStore
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 AppendOutcome = AppendResult | AppendRefusal
 
 
@@ -84,21 +86,24 @@ class Journal:
             await self._wake.wait()
             self._wake.clear()
             while self._queue or self._catalog_queue:
-                if self._catalog_queue:
-                    await self._commit_catalog()
-                if self._queue:
-                    group, self._queue = (
-                        self._queue[: self._max_group],
-                        self._queue[self._max_group :],
-                    )
-                    await self._commit_group(group)
+                try:
+                    if self._catalog_queue:
+                        await self._commit_catalog()
+                    if self._queue:
+                        group, self._queue = (
+                            self._queue[: self._max_group],
+                            self._queue[self._max_group :],
+                        )
+                        await self._commit_group(group)
+                except Exception:  # the loop must outlive any one commit
+                    log.exception("journal: commit failed; callers were told")
 
     async def _commit_group(
         self, group: list[tuple[AppendBatch, asyncio.Future[AppendOutcome]]]
     ) -> None:
         try:
             outcomes = await self._locked(lambda: self._store.commit([b for b, _ in group]))
-        except StorageError as e:
+        except Exception as e:  # noqa: BLE001 - every caller gets the error, the loop goes on
             for _, future in group:
                 if not future.done():
                     future.set_exception(e)
@@ -130,12 +135,14 @@ class Journal:
         try:
             store = self._store
             results = await self._locked(lambda: store.catalog_put_many([i for i, _ in group]))
-        except StorageError as e:
+        except Exception as e:  # noqa: BLE001 - every caller gets the error, the loop goes on
             for _, future in group:
-                future.set_exception(e)
+                if not future.done():
+                    future.set_exception(e)
             return
         for (_, future), result in zip(group, results, strict=True):
-            future.set_result(result)
+            if not future.done():
+                future.set_result(result)
 
     # --- reads ---------------------------------------------------------------------
     async def read_stream(

@@ -102,6 +102,7 @@ class _Child:
     watcher: asyncio.Task[None] | None = None
     last_report: RecoveryReport | None = None
     exiting_normally: bool = False
+    injected_crash: str = ""
 
 
 @dataclass
@@ -372,14 +373,18 @@ class Supervisor:
             role = child.spec.name
             abnormal = not child.exiting_normally
             child.state = "dead"
-            await self._record(
-                ChildDied(role=role, actor=child.actor, cause=cause, abnormal=abnormal)
-            )
+            injected, child.injected_crash = child.injected_crash, ""
+            if injected:
+                cause = f"crash injected at {injected} ({cause})"
+            died = ChildDied(role=role, actor=child.actor, cause=cause, abnormal=abnormal)
+            # journaled with the restart's own event: the restart does not wait for a commit
+            self._keep(died)
             if not should_restart(child.spec.restart, abnormal):
                 child.state = "exited" if not abnormal else "dead (not restarted)"
+                await self._flush_log()
                 return
             now = time.monotonic()
-            if not self.intensity.allow(now):
+            if not injected and not self.intensity.allow(now):
                 await self._escalate(
                     f"more than {self.policy.max_restarts} restarts in {self.policy.period_s:g} s "
                     f"(last: {role} died: {cause})"
@@ -389,7 +394,7 @@ class Supervisor:
             for other in reversed(group):
                 if other != role:
                     self._stop_child(self.children[other], state="restarting")
-            delay = self.backoff.delay(role, now)
+            delay = 0.0 if injected else self.backoff.delay(role, now)
             if delay:
                 await asyncio.sleep(delay)  # backoff between repeated restarts, not a sync wait
             for name in group:
@@ -405,6 +410,12 @@ class Supervisor:
             return
         await self._record(ChildFailed(role=role, error=error))
         ray.kill(child.handle, no_restart=True)  # the watch notices and restarts it
+
+    async def crash_injected(self, role: str, step: str) -> None:
+        """The child is about to crash on purpose (`crash_step`): restart it, uncounted."""
+        child = self.children.get(role)
+        if child is not None:
+            child.injected_crash = step
 
     async def child_exiting(self, role: str) -> None:
         """A child about to stop on purpose: a normal exit (transient children stay down)."""
@@ -464,6 +475,17 @@ class Supervisor:
             return None
         return child.actor
 
+    def standbys(self) -> dict[str, str]:
+        """Each role's warm standby actor, for those that have one ready."""
+        return {
+            role: c.spare_name
+            for role, c in self.children.items()
+            if c.spare is not None
+            and c.spare_ready is not None
+            and c.spare_ready.done()
+            and c.spare_ready.exception() is None
+        }
+
     def health(self) -> SupervisorHealth:
         return SupervisorHealth(state=self.state, reason=self.reason, restarts=self.total_restarts)
 
@@ -516,13 +538,22 @@ class Supervisor:
             self.reason = escalations[-1].reason
         return bool(escalations)
 
-    async def _record(self, event: SupervisionEvent) -> None:
-        """Append a decision to the supervisor stream; kept for later while the journal is down."""
+    def _keep(self, event: SupervisionEvent) -> None:
+        """Hold a decision for the next append to the supervisor stream."""
         self._log.events.append(event)
         self._unjournaled.append(event)
+
+    async def _record(self, event: SupervisionEvent) -> None:
+        """Append a decision to the supervisor stream; kept for later while the journal is down."""
+        self._keep(event)
+        await self._flush_log()
+
+    async def _flush_log(self) -> None:
+        if not self._unjournaled:
+            return
         journal = self.children["journal"]
         if journal.handle is None or journal.state != "alive":
-            log.info("supervisor (journal down, kept for later): %s", event)
+            log.info("supervisor: journal down, %d events kept", len(self._unjournaled))
             return
         try:
             if self._log.epoch == 0:

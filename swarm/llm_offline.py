@@ -18,6 +18,7 @@ Token usage is estimated from word counts, so the ledger has numbers to sum.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import zlib
 from collections.abc import Iterable
@@ -56,13 +57,22 @@ _CAMPAIGN_PROMPT_WORDS = len(CAMPAIGN_SYSTEM_PROMPT.split())
 
 
 class OfflineWriter:
-    """A `ContentWriter` that writes deterministic copy from the product's own data."""
+    """A `ContentWriter` that writes deterministic copy from the product's own data.
+
+    `latency_s` makes each call take that long, like a model would (for chaos runs
+    and demos where a run should last long enough to watch).
+    """
+
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self.latency_s = latency_s
 
     @property
     def model_name(self) -> str:
         return OFFLINE_MODEL_NAME
 
     async def write_listing(self, product: Product) -> GeneratedListing:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         brief = ProductBrief.from_product(product)
         listing = offline_listing(brief)
         usage = _usage(_LISTING_PROMPT_WORDS + _brief_words(brief), _listing_words(listing))
@@ -71,6 +81,8 @@ class OfflineWriter:
         )
 
     async def write_campaign(self, product: Product, listing: Listing) -> GeneratedCampaign:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         brief = ProductBrief.from_product(product)
         campaign = offline_campaign(brief, listing, variant=_variant(product.handle))
         prompt_words = _CAMPAIGN_PROMPT_WORDS + _brief_words(brief) + _listing_words(listing)
@@ -82,7 +94,7 @@ class OfflineWriter:
         )
 
     def __repr__(self) -> str:
-        return "OfflineWriter()"
+        return f"OfflineWriter(latency_s={self.latency_s})"
 
 
 def offline_listing(brief: ProductBrief) -> Listing:

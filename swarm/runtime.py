@@ -148,7 +148,7 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
 
 def content_writer(settings: SwarmSettings) -> OfflineWriter | OpenAIWriter:
     if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
-        return OfflineWriter()
+        return OfflineWriter(latency_s=settings.offline_llm_latency_s)
     return OpenAIWriter(
         OpenAIWriterConfig(
             model=settings.llm_model,

@@ -55,6 +55,8 @@ class SwarmSettings(BaseSettings):
     poison_attempts: int = Field(default=3, ge=1)
     """A workflow that kills its agent this many times is quarantined to dead letters."""
 
+    offline_llm_latency_s: float = Field(default=0.0, ge=0)
+    """The offline writer waits this long per call, as a model would (demos, chaos runs)."""
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 60.0
     openai_api_key: SecretStr | None = Field(

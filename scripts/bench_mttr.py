@@ -49,7 +49,7 @@ def wait_for(predicate: Any, timeout_s: float = 30.0, poll_s: float = 0.001) -> 
 
 
 def swarm_mttr(supervisor: Any, kills: int) -> list[float]:
-    samples = []
+    samples: list[float] = []
     for i in range(kills):
         role = ROLES[i % len(ROLES)]
         wait_for(lambda r=role: r in ray.get(supervisor.standbys.remote()), 60, 0.01)
@@ -60,7 +60,7 @@ def swarm_mttr(supervisor: Any, kills: int) -> list[float]:
             try:
                 name = ray.get(supervisor.whereis.remote(role))
                 if name is not None:
-                    status = ray.get(ray.get_actor(name, namespace="swarm").status.remote())
+                    status: Any = ray.get(ray.get_actor(name, namespace="swarm").status.remote())
                     if status.epoch > before.epoch:
                         assert status.last_seq >= before.last_seq, "state not restored"
                         break
@@ -71,14 +71,14 @@ def swarm_mttr(supervisor: Any, kills: int) -> list[float]:
     return samples
 
 
-@ray.remote(max_restarts=-1, num_cpus=0)
 class Plain:
     def pid(self) -> int:
         return os.getpid()
 
 
 def ray_restart_latency(kills: int) -> list[float]:
-    actor = Plain.remote()
+    plain: Any = ray.remote(max_restarts=-1, num_cpus=0)(Plain)
+    actor = plain.remote()
     samples = []
     for _ in range(kills):
         pid = ray.get(actor.pid.remote())

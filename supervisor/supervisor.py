@@ -475,6 +475,10 @@ class Supervisor:
             return None
         return child.actor
 
+    def whereis_all(self) -> dict[str, str]:
+        """Every role served now, and the actor serving it."""
+        return {role: name for role in self.order if (name := self.whereis(role)) is not None}
+
     def standbys(self) -> dict[str, str]:
         """Each role's warm standby actor, for those that have one ready."""
         return {

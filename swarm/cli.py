@@ -4,6 +4,7 @@ run       submit a feed (default: the bundled sample catalog) and follow it
 init-db   create or upgrade the database schema
 status    the swarm's actors and its workflows by status
 events    the event log, newest last
+chaos     a run while actors (and the cluster) are killed, then the invariants
 resume    bring the swarm back (e.g. after a cluster restart) and finish every unfinished workflow
 shutdown  stop the swarm's actors on the cluster
 """
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("--address", help="Ray address (same rules as `run`)")
     resume.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
+    sub.add_parser("chaos", help="a run under random kills, then the invariants (see --help)",
+                   add_help=False)  # fmt: skip
     sub.add_parser("init-db", help="create or upgrade the database schema")
     status = sub.add_parser("status", help="actors and workflows")
     status.add_argument("--address", help="Ray address of the cluster running the swarm")
@@ -88,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chaos"]:  # its own parser: a run of processes, not a Ray driver
+        from swarm.chaos_run import main as chaos_main
+
+        return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = SwarmSettings()
     try:

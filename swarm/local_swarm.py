@@ -183,10 +183,8 @@ class LocalSwarm:
 
     # --- reading the log -------------------------------------------------------------
     async def history(self, workflow_id: str) -> WorkflowHistory:
-        """The workflow's events at this swarm's agents, in commit order."""
+        """The workflow's events in commit order, at any agent (not only this swarm's)."""
         rows = await self.journal.query_events(
             EventQuery(workflow_id=workflow_id, limit=MAX_WORKFLOW_EVENTS)
         )
-        return WorkflowHistory(
-            workflow_id, [record for _, record in rows if record.stream_id in self.agents]
-        )
+        return WorkflowHistory(workflow_id, [record for _, record in rows])

@@ -40,11 +40,12 @@ from actors.protocol import (
     Envelope,
     ProcessProduct,
     ResumeWorkflow,
+    StepResults,
     WorkflowFinished,
 )
 from actors.steps import InjectedFailureError, check_fail_step, should_crash, with_retries
 from actors.validation import validate_product_data
-from actors.workflow import WorkflowState, results_of
+from actors.workflow import WorkflowState
 
 
 class InvalidProductError(ValueError):
@@ -224,7 +225,10 @@ class ProductAgent(StepAgent):
             CreateCampaign(
                 run_id=state.run_id,
                 product=state.product_data,
-                results=results_of(state),
+                # what the campaign needs; the listing's provenance stays in this log
+                results=StepResults(
+                    marketplace_listing=state.marketplace_listing, upload=state.upload
+                ),
                 faults=state.faults,
             ),
             sender=self.name,

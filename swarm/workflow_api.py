@@ -267,7 +267,7 @@ def parse_initial_state(initial_state: Any) -> WorkflowInput:
     except ValidationError as e:
         task = initial_state.get("task_id")
         where = f"initial_state of task {task!r}" if isinstance(task, str) else "initial_state"
-        raise WorkflowInputError(f"{where}: {_reasons(e)}") from None
+        raise WorkflowInputError(f"{where}: {_reasons(e)}") from e
 
 
 def parse_config(config: Any, task: WorkflowInput) -> RunConfig:
@@ -278,7 +278,7 @@ def parse_config(config: Any, task: WorkflowInput) -> RunConfig:
     try:
         run = RunConfig.model_validate(config["configurable"])
     except ValidationError as e:
-        raise WorkflowInputError(f"config of task {task.task_id!r}: {_reasons(e)}") from None
+        raise WorkflowInputError(f"config of task {task.task_id!r}: {_reasons(e)}") from e
     if task.thread_id is not None and task.thread_id != run.thread_id:
         raise WorkflowInputError(
             f"task {task.task_id!r}: initial_state thread_id {task.thread_id!r} is not "

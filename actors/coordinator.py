@@ -6,6 +6,11 @@ handle, all in one commit, so a product is either in the swarm with its
 message on the way or not submitted at all. Submitting a workflow id that is
 already in flight is a no-op. `WorkflowFinished` messages end workflows as
 `completed` or `failed`.
+
+`resume` takes a failed workflow up again: a new `WorkflowSubmitted` at the
+failed step and a `ResumeWorkflow` to the agent where it failed, carrying what
+the earlier steps produced, in one commit. The resumed run drops the
+workflow's injected faults.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from actors.durable import AgentConfig, DurableAgent, JournalPort, Transport
 from actors.events import Event, WorkflowCompleted, WorkflowFailed, WorkflowSubmitted
 from actors.models import FrozenModel, Product
 from actors.product_agent import pick
-from actors.protocol import Envelope, FaultPlan, ProcessProduct, WorkflowFinished
-from actors.workflow import WorkflowState
+from actors.protocol import (
+    STEP_VALIDATE,
+    STEPS,
+    Envelope,
+    FaultPlan,
+    ProcessProduct,
+    ResumeWorkflow,
+    Step,
+    WorkflowFinished,
+)
+from actors.workflow import WorkflowState, results_of
 
 
 class FaultSettings(FrozenModel):
@@ -41,6 +55,13 @@ class FaultSettings(FrozenModel):
 
 def workflow_id_for(run_id: str, product: Product) -> str:
     return f"{run_id}:{product.product_id}"
+
+
+def _step(name: str) -> Step:
+    for step in STEPS:
+        if step == name:
+            return step
+    raise ValueError(f"{name!r} is not a step a workflow can be resumed at")
 
 
 class Coordinator(DurableAgent):
@@ -68,23 +89,66 @@ class Coordinator(DurableAgent):
         for product in products:
             workflow_id = workflow_id_for(run_id, product)
             ids.append(workflow_id)
-            if workflow_id in self.workflows:
-                continue
             plan = (plans or {}).get(workflow_id) or faults.plan_for(workflow_id)
             agent = pick(self.product_agents, product.product_id)
-            message = Envelope.wrap(
-                ProcessProduct(run_id=run_id, product=product, faults=plan),
-                sender=self.name,
-                recipient=agent,
-                workflow_id=workflow_id,
-            )
-            submitted = WorkflowSubmitted(
-                run_id=run_id, product=product, agent_id=agent, faults=plan
-            )
-            _, done = self._record_nowait(workflow_id, [submitted], send=[message])
-            commits.append(done)
+            done = self._start(workflow_id, run_id, product, plan, agent)
+            if done is not None:
+                commits.append(done)
         await asyncio.gather(*commits)
         return ids
+
+    async def submit_workflow(
+        self, workflow_id: str, run_id: str, product: Product, plan: FaultPlan | None = None
+    ) -> bool:
+        """Start one workflow under a chosen id; False if it is already in flight."""
+        agent = pick(self.product_agents, product.product_id)
+        done = self._start(workflow_id, run_id, product, plan or FaultPlan(), agent)
+        if done is None:
+            return False
+        await done
+        return True
+
+    async def resume(self, failed: WorkflowState, agent: str) -> bool:
+        """Take up `failed` (its state when its step failed) again at that step, at `agent`.
+
+        False if the workflow is in flight: then there is nothing to resume.
+        """
+        step: Step = _step(failed.current_step)
+        payload = ResumeWorkflow(
+            run_id=failed.run_id,
+            product=failed.product_data,
+            step=step,
+            results=results_of(failed),
+        )
+        done = self._start(
+            failed.task_id, failed.run_id, failed.product_data, FaultPlan(), agent, payload=payload
+        )
+        if done is None:
+            return False
+        await done
+        return True
+
+    def _start(
+        self,
+        workflow_id: str,
+        run_id: str,
+        product: Product,
+        plan: FaultPlan,
+        agent: str,
+        *,
+        payload: ProcessProduct | ResumeWorkflow | None = None,
+    ) -> asyncio.Future[None] | None:
+        """Record the workflow's start with its first message; None if it is in flight."""
+        if workflow_id in self.workflows:
+            return None
+        payload = payload or ProcessProduct(run_id=run_id, product=product, faults=plan)
+        message = Envelope.wrap(payload, sender=self.name, recipient=agent, workflow_id=workflow_id)
+        first_step = payload.step if isinstance(payload, ResumeWorkflow) else STEP_VALIDATE
+        submitted = WorkflowSubmitted(
+            run_id=run_id, product=product, agent_id=agent, faults=plan, first_step=first_step
+        )
+        _, done = self._record_nowait(workflow_id, [submitted], send=[message])
+        return done
 
     async def on_message(self, envelope: Envelope) -> None:
         payload = envelope.payload

@@ -4,6 +4,11 @@ An event is a fact that happened. Agents append them to their own streams;
 `decode_event` reads one back, upcasting older schema versions through
 `EVENT_UPCASTERS` so that a log written by an older release replays into
 today's models.
+
+Versions (one number for the whole vocabulary): v2 nests what earlier steps
+produced in `WorkflowAccepted.results` (v1 had `marketplace_listing` and
+`receipt` beside the other fields) and adds `WorkflowSubmitted.first_step`;
+every other kind reads the same in v1 and v2.
 """
 
 from __future__ import annotations
@@ -14,32 +19,34 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from actors.models import (
-    Campaign,
-    FrozenModel,
-    Listing,
-    MarketplaceListing,
-    Product,
-    UploadReceipt,
-)
+from actors.models import Campaign, FrozenModel, Listing, Product, UploadReceipt
 from actors.ports import LLMProvenance
-from actors.protocol import FaultPlan
+from actors.protocol import STEP_VALIDATE, FaultPlan, StepResults
 
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION = 2
 
 
 class WorkflowSubmitted(FrozenModel):
-    """Coordinator: a product entered the swarm as a workflow."""
+    """Coordinator: a product entered the swarm as a workflow (or a failed one was resumed).
+
+    `agent_id` is the agent the workflow was sent to and `first_step` the step it
+    starts at there: `validate_product_data`, or the failed step on a resume.
+    """
 
     kind: Literal["workflow_submitted"] = "workflow_submitted"
     run_id: str
     product: Product
     agent_id: str
     faults: FaultPlan = FaultPlan()
+    first_step: str = STEP_VALIDATE
 
 
 class WorkflowAccepted(FrozenModel):
-    """An agent took charge of a workflow's next steps (its inbox message consumed)."""
+    """An agent took charge of a workflow's next steps (its inbox message consumed).
+
+    `results` are what earlier steps produced: at another agent (a hand-off), or
+    before the failure this acceptance resumes after.
+    """
 
     kind: Literal["workflow_accepted"] = "workflow_accepted"
     message_id: str
@@ -47,8 +54,7 @@ class WorkflowAccepted(FrozenModel):
     first_step: str
     product: Product
     faults: FaultPlan = FaultPlan()
-    marketplace_listing: MarketplaceListing | None = None
-    receipt: UploadReceipt | None = None
+    results: StepResults = StepResults()
 
 
 class ProductValidated(FrozenModel):
@@ -125,6 +131,35 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EventUpcaster = Callable[[dict[str, Any]], dict[str, Any]]
 EVENT_UPCASTERS: dict[tuple[str, int], EventUpcaster] = {}
 """(kind, version) -> function from that version's payload to the next version's."""
+
+
+def _unchanged(raw: dict[str, Any]) -> dict[str, Any]:
+    return raw
+
+
+def _workflow_accepted_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v1 kept the hand-off's listing and receipt as `marketplace_listing` and `receipt`."""
+    upgraded = dict(raw)
+    results = {"marketplace_listing": upgraded.pop("marketplace_listing", None)}
+    results["upload"] = upgraded.pop("receipt", None)
+    upgraded["results"] = results
+    return upgraded
+
+
+EVENT_UPCASTERS[("workflow_accepted", 1)] = _workflow_accepted_v1_to_v2
+for _kind in (
+    "workflow_submitted",
+    "product_validated",
+    "listing_generated",
+    "upload_confirmed",
+    "campaign_generated",
+    "crash_injected",
+    "step_failed",
+    "workflow_handed_off",
+    "workflow_completed",
+    "workflow_failed",
+):
+    EVENT_UPCASTERS[(_kind, 1)] = _unchanged
 
 
 class EventDecodeError(Exception):

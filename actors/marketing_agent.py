@@ -3,6 +3,8 @@
 It takes `CreateCampaign` from product agents, writes the campaign with the
 LLM (the result is an event, so a recovered agent never pays for it again),
 and hands the workflow to the coordinator with `WorkflowFinished(completed)`.
+A `ResumeWorkflow` at `generate_campaign` takes a workflow whose campaign
+failed up again, with the uploaded listing it carries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from actors.workflow import WorkflowState
 
 
 class MarketingAgent(StepAgent):
+    steps = (STEP_CAMPAIGN,)
+
     def __init__(
         self,
         config: AgentConfig,
@@ -34,26 +38,18 @@ class MarketingAgent(StepAgent):
         self.writer = writer
         self._effects = asyncio.Semaphore(effect_concurrency)
 
-    async def on_message(self, envelope: Envelope) -> None:
+    def acceptance(self, envelope: Envelope) -> WorkflowAccepted | None:
         payload = envelope.payload
-        if not isinstance(payload, CreateCampaign):
-            await self._dead_letter(
-                envelope.message_id,
-                f"{self.name} does not handle {envelope.type!r}",
-                envelope.model_dump_json(),
+        if isinstance(payload, CreateCampaign):
+            return WorkflowAccepted(
+                message_id=envelope.message_id,
+                run_id=payload.run_id,
+                first_step=STEP_CAMPAIGN,
+                product=payload.product,
+                faults=payload.faults,
+                results=payload.results,
             )
-            return
-        accepted = WorkflowAccepted(
-            message_id=envelope.message_id,
-            run_id=payload.run_id,
-            first_step=STEP_CAMPAIGN,
-            product=payload.product,
-            faults=payload.faults,
-            marketplace_listing=payload.listing,
-            receipt=payload.receipt,
-        )
-        await self.record(envelope.workflow_id, [accepted], processed=[envelope.message_id])
-        await self.advance(envelope.workflow_id)
+        return super().acceptance(envelope)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         if step == STEP_CAMPAIGN:

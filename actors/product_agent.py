@@ -3,9 +3,12 @@
 `validate_product_data` (pure) -> `generate_listing` (LLM) -> `confirm_upload`
 (marketplace) -> hand-off to the marketing agent. Each step's result is an
 event committed before the next step starts. An upload carries the
-workflow's idempotency key; a workflow inherited from a previous incarnation
-first looks the product up and writes only if the marketplace does not
-already hold this listing.
+workflow's idempotency key; a workflow inherited from a previous incarnation,
+or resumed after a failure, first looks the product up and writes only if the
+marketplace does not already hold this listing.
+
+`ResumeWorkflow` takes a failed workflow up again at the step it failed,
+with what the earlier steps produced, so those steps are not run again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from actors.protocol import (
     CreateCampaign,
     Envelope,
     ProcessProduct,
+    ResumeWorkflow,
+    StepResults,
     WorkflowFinished,
 )
 from actors.steps import InjectedFailureError, check_fail_step, should_crash, with_retries
@@ -56,6 +61,8 @@ class StepAgent(DurableAgent):
     """A durable agent that runs workflow steps, with the seed's failure injection."""
 
     coordinator = "coordinator"
+    steps: tuple[str, ...] = ()
+    """The steps this agent runs: the ones a `ResumeWorkflow` may name."""
 
     def __init__(
         self,
@@ -66,6 +73,39 @@ class StepAgent(DurableAgent):
     ) -> None:
         super().__init__(config, journal, transport)
         self._crash = crash or (lambda: os._exit(1))
+
+    async def on_message(self, envelope: Envelope) -> None:
+        accepted = self.acceptance(envelope)
+        if accepted is None:
+            await self._dead_letter(
+                envelope.message_id,
+                f"{self.name} does not handle {envelope.type!r}",
+                envelope.model_dump_json(),
+            )
+            return
+        workflow_id = envelope.workflow_id
+        if isinstance(envelope.payload, ResumeWorkflow):
+            if workflow_id in self.workflows:  # still running here: nothing to resume
+                await self.record(workflow_id, (), processed=[envelope.message_id])
+                return
+            # the failed step may have had an effect whose answer was lost: reconcile first
+            self.recovered.add(workflow_id)
+        await self.record(workflow_id, [accepted], processed=[envelope.message_id])
+        await self.advance(workflow_id)
+
+    def acceptance(self, envelope: Envelope) -> WorkflowAccepted | None:
+        """The event by which this agent takes the message's workflow on; None: not ours."""
+        payload = envelope.payload
+        if isinstance(payload, ResumeWorkflow) and payload.step in self.steps:
+            return WorkflowAccepted(
+                message_id=envelope.message_id,
+                run_id=payload.run_id,
+                first_step=payload.step,
+                product=payload.product,
+                faults=payload.faults,
+                results=payload.results,
+            )
+        return None
 
     async def advance(self, workflow_id: str) -> None:
         while (state := self.workflows.get(workflow_id)) is not None and not state.terminal:
@@ -103,6 +143,8 @@ class StepAgent(DurableAgent):
 
 
 class ProductAgent(StepAgent):
+    steps = (STEP_VALIDATE, STEP_LISTING, STEP_UPLOAD)
+
     def __init__(
         self,
         config: AgentConfig,
@@ -121,24 +163,17 @@ class ProductAgent(StepAgent):
         self.marketing_agents = marketing_agents
         self._effects = asyncio.Semaphore(effect_concurrency)
 
-    async def on_message(self, envelope: Envelope) -> None:
+    def acceptance(self, envelope: Envelope) -> WorkflowAccepted | None:
         payload = envelope.payload
-        if not isinstance(payload, ProcessProduct):
-            await self._dead_letter(
-                envelope.message_id,
-                f"{self.name} does not handle {envelope.type!r}",
-                envelope.model_dump_json(),
+        if isinstance(payload, ProcessProduct):
+            return WorkflowAccepted(
+                message_id=envelope.message_id,
+                run_id=payload.run_id,
+                first_step=STEP_VALIDATE,
+                product=payload.product,
+                faults=payload.faults,
             )
-            return
-        accepted = WorkflowAccepted(
-            message_id=envelope.message_id,
-            run_id=payload.run_id,
-            first_step=STEP_VALIDATE,
-            product=payload.product,
-            faults=payload.faults,
-        )
-        await self.record(envelope.workflow_id, [accepted], processed=[envelope.message_id])
-        await self.advance(envelope.workflow_id)
+        return super().acceptance(envelope)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         if step == STEP_VALIDATE:
@@ -191,8 +226,10 @@ class ProductAgent(StepAgent):
             CreateCampaign(
                 run_id=state.run_id,
                 product=state.product_data,
-                listing=state.marketplace_listing,
-                receipt=state.upload,
+                # what the campaign needs; the listing's provenance stays in this log
+                results=StepResults(
+                    marketplace_listing=state.marketplace_listing, upload=state.upload
+                ),
                 faults=state.faults,
             ),
             sender=self.name,

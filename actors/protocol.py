@@ -8,6 +8,10 @@ never crashes on a bad message; it dead-letters it with that reason.
 
 Older schema versions are read through `UPCASTERS`, (type, version) ->
 function from the old JSON object to the next version's, applied in a chain.
+
+Versions: v2 carries what a workflow's finished steps produced as one
+`StepResults` (`CreateCampaign.results`; v1 had `listing` and `receipt`) and
+adds `ResumeWorkflow`. A v1 body still waiting in a mailbox is read as v2.
 """
 
 from __future__ import annotations
@@ -16,20 +20,22 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from actors.models import FrozenModel, MarketplaceListing, Product, UploadReceipt
+from actors.models import FrozenModel, Listing, MarketplaceListing, Product, UploadReceipt
+from actors.ports import LLMProvenance
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_MESSAGE_BYTES = 1_000_000
 
-STEP_VALIDATE = "validate_product_data"
-STEP_LISTING = "generate_listing"
-STEP_UPLOAD = "confirm_upload"
-STEP_CAMPAIGN = "generate_campaign"
-STEPS = (STEP_VALIDATE, STEP_LISTING, STEP_UPLOAD, STEP_CAMPAIGN)
+Step = Literal["validate_product_data", "generate_listing", "confirm_upload", "generate_campaign"]
+STEP_VALIDATE: Final = "validate_product_data"
+STEP_LISTING: Final = "generate_listing"
+STEP_UPLOAD: Final = "confirm_upload"
+STEP_CAMPAIGN: Final = "generate_campaign"
+STEPS: tuple[Step, ...] = (STEP_VALIDATE, STEP_LISTING, STEP_UPLOAD, STEP_CAMPAIGN)
 
 
 class FaultPlan(FrozenModel):
@@ -48,14 +54,42 @@ class ProcessProduct(FrozenModel):
     faults: FaultPlan = FaultPlan()
 
 
+class StepResults(FrozenModel):
+    """What a workflow's finished steps produced; it travels with the workflow to the next agent."""
+
+    listing: Listing | None = None
+    listing_provenance: LLMProvenance | None = None
+    marketplace_listing: MarketplaceListing | None = None
+    upload: UploadReceipt | None = None
+
+
 class CreateCampaign(FrozenModel):
     """Product agent -> marketing agent: the product is live, write its campaign."""
 
     kind: Literal["create_campaign"] = "create_campaign"
     run_id: str
     product: Product
-    listing: MarketplaceListing
-    receipt: UploadReceipt
+    results: StepResults
+    faults: FaultPlan = FaultPlan()
+
+    @model_validator(mode="after")
+    def _uploaded(self) -> CreateCampaign:
+        if self.results.marketplace_listing is None or self.results.upload is None:
+            raise ValueError("results.marketplace_listing and results.upload are required")
+        return self
+
+
+class ResumeWorkflow(FrozenModel):
+    """Coordinator -> the agent where a workflow failed: take it up again at `step`.
+
+    `results` are what the steps before `step` produced, so they are not run again.
+    """
+
+    kind: Literal["resume_workflow"] = "resume_workflow"
+    run_id: str
+    product: Product
+    step: Step
+    results: StepResults = StepResults()
     faults: FaultPlan = FaultPlan()
 
 
@@ -69,8 +103,13 @@ class WorkflowFinished(FrozenModel):
     error: str = ""
 
 
-Payload = Annotated[ProcessProduct | CreateCampaign | WorkflowFinished, Field(discriminator="kind")]
-MESSAGE_TYPES = frozenset({"process_product", "create_campaign", "workflow_finished"})
+Payload = Annotated[
+    ProcessProduct | CreateCampaign | ResumeWorkflow | WorkflowFinished,
+    Field(discriminator="kind"),
+]
+MESSAGE_TYPES = frozenset(
+    {"process_product", "create_campaign", "resume_workflow", "workflow_finished"}
+)
 
 
 class Envelope(FrozenModel):
@@ -88,7 +127,7 @@ class Envelope(FrozenModel):
     @classmethod
     def wrap(
         cls,
-        payload: ProcessProduct | CreateCampaign | WorkflowFinished,
+        payload: ProcessProduct | CreateCampaign | ResumeWorkflow | WorkflowFinished,
         *,
         sender: str,
         recipient: str,
@@ -119,6 +158,26 @@ class ProtocolError(Exception):
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 """(type, version) -> function turning that version's envelope into the next version's."""
+
+
+def _unchanged(raw: dict[str, Any]) -> dict[str, Any]:
+    return raw
+
+
+def _create_campaign_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried the uploaded listing and its receipt as `listing` and `receipt`."""
+    payload = raw.get("payload")
+    if not isinstance(payload, dict):
+        return raw  # left for validation to name
+    payload = dict(payload)
+    results = {"marketplace_listing": payload.pop("listing", None)}
+    results["upload"] = payload.pop("receipt", None)
+    return {**raw, "payload": {**payload, "results": results}}
+
+
+UPCASTERS[("create_campaign", 1)] = _create_campaign_v1_to_v2
+UPCASTERS[("process_product", 1)] = _unchanged
+UPCASTERS[("workflow_finished", 1)] = _unchanged
 
 
 def decode_envelope(text: str | bytes) -> Envelope:

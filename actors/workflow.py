@@ -2,8 +2,10 @@
 
 `apply(state, event)` is the only way a workflow's state changes, live or in
 replay; it is pure (no I/O, no clock) so replaying the log always rebuilds
-the same state. The field names are the seed's: `task_id`, `agent_id`,
-`thread_id`, `current_step`, `status`, `product_data`.
+the same state. The field names are the seed's: `task_id` (the workflow's id),
+`agent_id` (the agent it is at), `thread_id` (the run it belongs to: the
+seed's `thread_id` in the workflow API, the run id of a feed run),
+`current_step`, `status`, `product_data`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from actors.models import (
     UploadReceipt,
 )
 from actors.ports import LLMProvenance
-from actors.protocol import STEP_CAMPAIGN, STEP_LISTING, STEP_UPLOAD, FaultPlan
+from actors.protocol import STEP_CAMPAIGN, STEP_LISTING, STEP_UPLOAD, FaultPlan, StepResults
 
 Status = Literal["pending", "running", "failed", "completed", "handed_off"]
 TERMINAL: frozenset[str] = frozenset({"failed", "completed", "handed_off"})
@@ -77,24 +79,37 @@ def accept(
     if isinstance(event, WorkflowSubmitted):
         return WorkflowState(
             task_id=workflow_id,
-            thread_id=workflow_id,
+            thread_id=event.run_id,
             agent_id=event.agent_id,
             run_id=event.run_id,
             product_data=event.product,
-            current_step="validate_product_data",
+            current_step=event.first_step,
             faults=event.faults,
         )
+    results = event.results
     return WorkflowState(
         task_id=workflow_id,
-        thread_id=workflow_id,
+        thread_id=event.run_id,
         agent_id=agent_id,
         run_id=event.run_id,
         product_data=event.product,
         current_step=event.first_step,
         faults=event.faults,
         inbox_message_id=event.message_id,
-        marketplace_listing=event.marketplace_listing,
-        upload=event.receipt,
+        listing=results.listing,
+        listing_provenance=results.listing_provenance,
+        marketplace_listing=results.marketplace_listing,
+        upload=results.upload,
+    )
+
+
+def results_of(state: WorkflowState) -> StepResults:
+    """What the workflow's finished steps produced, to hand on with it."""
+    return StepResults(
+        listing=state.listing,
+        listing_provenance=state.listing_provenance,
+        marketplace_listing=state.marketplace_listing,
+        upload=state.upload,
     )
 
 

@@ -94,7 +94,8 @@ def log_problems(events: Iterable[EventRecord], completed: Iterable[str]) -> lis
     accepted = Counter(
         decoded.message_id
         for e in events
-        if isinstance(
+        if e.type == "workflow_accepted"
+        and isinstance(
             decoded := decode_event(e.type, e.schema_version, e.payload), WorkflowAccepted
         )
     )

@@ -3,36 +3,26 @@
 The swarm runs on the module's own local Ray, with the suite's LLM and
 marketplace servers. One product per step is sent with `crash_step` at that
 step, one after the other (so a death never interrupts another product's
-call). The supervisor does not restart children yet, so the test does what it
-will do: it runs the supervisor's code in this driver (so the driver owns the
-children: Ray keeps a dead actor's name taken while its owner holds a
-handle), watches each agent with `watch` (which only returns when the agent
-dies), drops the dead child's handle and starts a fresh `AgentActor` with the
-same spec under the same name, which recovers from the log.
+call). The swarm's supervisor notices each death and restarts the agent,
+which recovers from the log and finishes the workflow.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import ray
-from ray.exceptions import ActorAlreadyExistsError, RayActorError
 
 from actors.coordinator import FaultSettings, workflow_id_for
 from actors.models import Product
 from actors.protocol import STEPS, FaultPlan
-from actors.ray_actors import NAMESPACE, AgentActor
 from storage.records import EventRecord
-from supervisor.child_spec import ChildSpec
-from supervisor.supervisor import Supervisor
-from swarm.runtime import child_specs, coordinator, journal
+from swarm.runtime import coordinator, journal, start_swarm, stop_swarm
 from tests.servers.marketplace_stub import MarketplaceStub
 from tests.servers.openai_stub import OpenAIStub
 from tests.workflow_support import (
@@ -45,7 +35,6 @@ from tests.workflow_support import (
 )
 
 pytestmark = pytest.mark.timeout(300)
-AGENTS = ("product-agent-0", "marketing-agent-0")
 RUN = "run-crash"
 
 
@@ -59,52 +48,8 @@ class CrashRun:
     restarts: Counter[str] = field(default_factory=Counter)
 
 
-class Restarter:
-    """Brings dead agents back: a fresh AgentActor with the same spec and name."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-        self.specs = {spec.name: spec for spec in supervisor.children}
-        self.watches = {name: supervisor.handles[name].watch.remote() for name in AGENTS}
-        self.restarts: Counter[str] = Counter()
-
-    def restart_the_dead(self, wait_s: float) -> None:
-        """Wait up to `wait_s` for an agent to die; restart each that did."""
-        for name in self._dead(wait_s):
-            self.supervisor.handles.pop(name)  # its last handle: Ray then frees the name
-            handle = self._respawn(self.specs[name])
-            self.supervisor.handles[name] = handle
-            self.watches[name] = handle.watch.remote()
-            self.restarts[name] += 1
-
-    def _dead(self, wait_s: float) -> list[str]:
-        ready, _ = ray.wait(list(self.watches.values()), num_returns=1, timeout=wait_s)
-        dead = [name for name, ref in self.watches.items() if ref in ready]
-        for name in dead:
-            with pytest.raises(RayActorError):
-                ray.get(self.watches.pop(name))
-        return dead
-
-    @staticmethod
-    def _respawn(spec: ChildSpec) -> Any:
-        actor_class: Any = ray.remote(AgentActor)
-        options = {"name": spec.name, "namespace": NAMESPACE, "num_cpus": 0}
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                handle = actor_class.options(
-                    **options, max_concurrency=spec.max_concurrency
-                ).remote(spec.agent)
-            except ActorAlreadyExistsError:
-                assert time.monotonic() < deadline, f"the name {spec.name} stayed taken"
-                time.sleep(0.05)  # poll until Ray has released the dead actor's name
-                continue
-            ray.get(handle.start.remote(), timeout=60)
-            return handle
-
-
 def _finished(workflow_id: str) -> bool:
-    row = ray.get(journal().workflow.remote(workflow_id))
+    row = ray.get(journal().workflow.remote(workflow_id))  # journal(): wherever it runs now
     return row is not None and row.status in ("completed", "failed")
 
 
@@ -119,9 +64,7 @@ def crash_run(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
             marketing_agents=1,
             retry_deadline_s=60.0,
         )
-        supervisor = Supervisor(child_specs(settings))
-        asyncio.run(supervisor.start())
-        restarter = Restarter(supervisor)
+        supervisor = start_swarm(settings, detached=False)
         run = CrashRun(settings.db_path, llm, shop, {})
         try:
             for step in STEPS:
@@ -133,11 +76,13 @@ def crash_run(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 deadline = time.monotonic() + 120
                 while not _finished(workflow_id):
                     assert time.monotonic() < deadline, f"{workflow_id} did not finish"
-                    restarter.restart_the_dead(wait_s=0.2)
-            run.restarts = restarter.restarts
+                    time.sleep(0.1)  # polling the read model, with a deadline
+            run.restarts = Counter(
+                {c.name: c.restarts for c in ray.get(supervisor.status.remote()) if c.restarts}
+            )
             yield run
         finally:
-            asyncio.run(supervisor.stop())
+            stop_swarm(supervisor)
 
 
 def _events(run: CrashRun) -> list[EventRecord]:

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from swarm.feed_results import FeedLimits
+
 SAMPLE_CATALOG = Path(__file__).parent / "sample_data" / "catalog.csv"
 
 
@@ -39,6 +41,12 @@ class SwarmSettings(BaseSettings):
     """How long agents keep retrying the journal or a peer that is down."""
     submit_chunk: int = Field(default=500, ge=1)
 
+    feed_max_field_chars: int = Field(default=20_000, ge=1)
+    """Longest value a feed field may hold (Body (HTML) included); longer is a problem."""
+    feed_max_title_chars: int = Field(default=255, ge=1)
+    feed_max_products: int = Field(default=1_000_000, ge=1)
+    """Products one feed may hold; past it the whole feed is refused."""
+
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 60.0
     openai_api_key: SecretStr | None = Field(
@@ -52,3 +60,11 @@ class SwarmSettings(BaseSettings):
     """Set to publish to a REST marketplace; unset uses the local catalog table."""
     marketplace_token: SecretStr | None = None
     marketplace_timeout_s: float = 10.0
+
+    def feed_limits(self) -> FeedLimits:
+        """The bounds the feed parsers apply, from the `SWARM_FEED_*` settings."""
+        return FeedLimits(
+            max_field_chars=self.feed_max_field_chars,
+            max_title_chars=self.feed_max_title_chars,
+            max_products=self.feed_max_products,
+        )

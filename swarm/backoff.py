@@ -4,7 +4,8 @@
 `retry_after_from_headers` also reads ``retry-after-ms``, which OpenAI and
 compatible servers send. `backoff_delay` is exponential backoff with "equal
 jitter": attempt n waits between half and all of ``base * 2**(n-1)``, capped,
-so waits grow for sure and concurrent callers still spread out.
+so waits grow for sure and concurrent callers still spread out;
+`after_retry_after` waits what the server asked plus up to one such step.
 
 Pure apart from the clock an HTTP date is compared with; never raises on a
 malformed header (it reads as "not given").
@@ -50,6 +51,20 @@ def backoff_delay(
     step = min(cap_s, base_s * 2.0 ** min(attempt - 1, 60))
     draw: float = (rng or random).random()
     return step / 2 + step / 2 * draw
+
+
+def after_retry_after(
+    seconds: float, attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None
+) -> float:
+    """The wait before retry `attempt` when the server asked for `seconds`.
+
+    Never sooner than asked; plus a random part of one backoff step, so that
+    callers throttled together (told the same `Retry-After`) do not all come
+    back in the same instant and get throttled together again.
+    """
+    step = min(cap_s, base_s * 2.0 ** min(attempt - 1, 60))
+    draw: float = (rng or random).random()
+    return seconds + step * draw
 
 
 def _seconds_until_http_date(value: str) -> float | None:

@@ -22,7 +22,8 @@ What it promises:
   version in `LLMProvenance`;
 - endpoint faults are retried here, explicitly (the OpenAI SDK's own hidden
   retries are off, so every status is seen): a 429 (and 408, 409) waits what
-  the server asks in ``retry-after-ms`` / ``Retry-After``; a 5xx, a timeout
+  the server asks in ``retry-after-ms`` / ``Retry-After`` (plus a little
+  jitter, never less); a 5xx, a timeout
   or a connection error waits an exponential backoff with jitter
   (`swarm.backoff`). At most `max_retries` retries per call; a server asking
   for more than `max_retry_after_s` is not waited for here;
@@ -58,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from actors.models import Campaign, Listing, Product, TokenUsage
 from actors.ports import GeneratedCampaign, GeneratedListing, LLMError, LLMProvenance
-from swarm.backoff import backoff_delay, retry_after_from_headers
+from swarm.backoff import after_retry_after, backoff_delay, retry_after_from_headers
 from swarm.llm_prompts import (
     SEO_DESCRIPTION_MAX_CHARS,
     SEO_TITLE_MAX_CHARS,
@@ -211,9 +212,12 @@ class OpenAIWriter:
         config = self._config
         if not error.retryable or attempt > config.max_retries:
             return None
+        base, cap = config.retry_backoff_s, config.retry_backoff_max_s
         if error.retry_after is not None:
-            return error.retry_after if error.retry_after <= config.max_retry_after_s else None
-        return backoff_delay(attempt, config.retry_backoff_s, config.retry_backoff_max_s)
+            if error.retry_after > config.max_retry_after_s:
+                return None
+            return after_retry_after(error.retry_after, attempt, base, cap)
+        return backoff_delay(attempt, base, cap)
 
     def _answer(
         self,

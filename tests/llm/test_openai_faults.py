@@ -18,7 +18,7 @@ import pytest
 from actors.models import Product
 from actors.ports import LLMError
 from actors.steps import with_retries
-from swarm.backoff import backoff_delay, retry_after_from_headers
+from swarm.backoff import after_retry_after, backoff_delay, retry_after_from_headers
 from swarm.llm_openai import OpenAIWriter, OpenAIWriterConfig
 from tests.llm.test_openai_writer import (
     STUB_LISTING,
@@ -122,6 +122,13 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         draws = [backoff_delay(attempt, 0.5, 20.0, rng) for _ in range(50)]
         assert all(step / 2 <= d <= step for d in draws), (attempt, draws)
         assert len(set(draws)) > 1  # jittered: concurrent callers spread out
+
+
+def test_waits_after_a_retry_after_are_never_shorter_and_spread_out() -> None:
+    rng = random.Random(3)
+    draws = [after_retry_after(1.0, 1, 0.5, 20.0, rng) for _ in range(50)]
+    assert all(1.0 <= d <= 1.5 for d in draws)
+    assert len(set(draws)) > 1
 
 
 def test_retry_after_is_read_from_milliseconds_first_then_seconds() -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from actors.models import Campaign, Listing, Product
@@ -57,6 +58,12 @@ _BARCODE_MENTION = re.compile(
     re.I,
 )
 _BARE_GTIN = re.compile(r"(?<![\d.,])\d{12,14}(?![\d.,]?\d)")
+_DIGIT = re.compile(r"\d")
+_FREE_HINTS = re.compile(r"free|cost")
+_CURRENCY_HINTS = re.compile(
+    r"[$€£¥]|usd|eur|gbp|cad|aud|jpy|chf|dollar|euro|price|pricing|msrp|rrp"
+)
+_BARCODE_HINTS = re.compile(r"gtin|ean|upc|isbn|barcode")
 
 
 class ListingRejectedError(ValueError):
@@ -91,24 +98,53 @@ def safe_campaign(campaign: Campaign) -> Campaign:
 
 def contradictions(product: Product, texts: Iterable[tuple[str, str]]) -> list[str]:
     """What the (field, text) pairs state about price, SKU or barcode that `product` does not."""
-    prices = {p for v in product.variants for p in (v.price, v.compare_at_price) if p is not None}
-    skus = {v.sku.casefold() for v in product.variants if v.sku}
-    barcodes = {v.barcode for v in product.variants if v.barcode}
+    facts = _Facts.of(product)
+    pairs = list(texts)
+    # One pass over all the copy first: most listings state no facts at all.
+    if not _mentions(facts, "listing", "\n".join(text for _, text in pairs)):
+        return []
+    reasons = [reason for field, text in pairs for reason in _mentions(facts, field, text)]
+    return list(dict.fromkeys(reasons))
+
+
+@dataclass(frozen=True)
+class _Facts:
+    prices: frozenset[Decimal]
+    skus: frozenset[str]
+    barcodes: frozenset[str]
+
+    @classmethod
+    def of(cls, product: Product) -> _Facts:
+        variants = product.variants
+        return cls(
+            prices=frozenset(
+                p for v in variants for p in (v.price, v.compare_at_price) if p is not None
+            ),
+            skus=frozenset(v.sku.casefold() for v in variants if v.sku),
+            barcodes=frozenset(v.barcode for v in variants if v.barcode),
+        )
+
+
+def _mentions(facts: _Facts, field: str, text: str) -> list[str]:
     reasons: list[str] = []
-    for field, text in texts:
-        for amount in _price_mentions(text):
-            if amount not in prices:
-                reasons.append(f"{field} states the price {amount}, not the feed's {_list(prices)}")
-        if _FREE.search(text):
-            reasons.append(f"{field} says the product is free; the feed's price is {_list(prices)}")
+    lowered = text.lower()
+    prices = _list(facts.prices)
+    if _FREE_HINTS.search(lowered) and _FREE.search(text):
+        reasons.append(f"{field} says the product is free; the feed's price is {prices}")
+    if _DIGIT.search(text) is None:  # every other mention holds a number
+        return reasons
+    for amount in _price_mentions(lowered):
+        if amount not in facts.prices:
+            reasons.append(f"{field} states the price {amount}, not the feed's {prices}")
+    if "sku" in lowered:
         for match in _SKU_MENTION.finditer(text):
             code = match.group("code").rstrip(".-")
-            if code.casefold() not in skus:
+            if code.casefold() not in facts.skus:
                 reasons.append(f"{field} names SKU {code!r}, which is not this product's")
-        for code in _barcode_mentions(text):
-            if code not in barcodes:
-                reasons.append(f"{field} names barcode {code!r}, which is not this product's")
-    return list(dict.fromkeys(reasons))
+    for code in _barcode_mentions(text, lowered):
+        if code not in facts.barcodes:
+            reasons.append(f"{field} names barcode {code!r}, which is not this product's")
+    return reasons
 
 
 def _texts(listing: Listing) -> Iterator[tuple[str, str]]:
@@ -122,7 +158,11 @@ def _texts(listing: Listing) -> Iterator[tuple[str, str]]:
     yield "seo_description", listing.seo_description
 
 
-def _price_mentions(text: str) -> Iterator[Decimal]:
+def _price_mentions(lowered: str) -> Iterator[Decimal]:
+    """The amounts `lowered` (the copy, lower-cased) states as prices."""
+    if _CURRENCY_HINTS.search(lowered) is None:
+        return
+    text = lowered
     seen: set[tuple[int, int]] = set()
     for pattern in _PRICE_MENTIONS:
         for match in pattern.finditer(text):
@@ -145,9 +185,10 @@ def _amount(number: str) -> Decimal | None:
         return None
 
 
-def _barcode_mentions(text: str) -> Iterator[str]:
-    for match in _BARCODE_MENTION.finditer(text):
-        yield re.sub(r"[ -]", "", match.group("code"))
+def _barcode_mentions(text: str, lowered: str) -> Iterator[str]:
+    if _BARCODE_HINTS.search(lowered):
+        for match in _BARCODE_MENTION.finditer(text):
+            yield re.sub(r"[ -]", "", match.group("code"))
     for match in _BARE_GTIN.finditer(text):
         if gtin_is_valid(match.group()):
             yield match.group()

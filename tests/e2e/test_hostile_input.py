@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import ray
@@ -154,7 +154,7 @@ def session(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             bulk = llm.requests[before:]
             # malformed messages pushed straight at an agent, which then goes on
             agent = ray.get_actor("product-agent-0", namespace="swarm")
-            pid_before = ray.get(agent.pid.remote())
+            pid_before = cast(int, ray.get(agent.pid.remote()))
             processed = read_store(db_path, lambda s: s.query_events(EventQuery(limit=100_000)))
             processed_id = next(
                 json.loads(e.payload)["message_id"]
@@ -163,7 +163,7 @@ def session(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             )
             ray.get(agent.deliver.remote(_bad_bodies(processed_id)))
             _run([_beanie("after-bad-messages").model_copy(update={"description": "<p>Warm.</p>"})])
-            pid_after = ray.get(agent.pid.remote())
+            pid_after = cast(int, ray.get(agent.pid.remote()))
         finally:
             stop_swarm(supervisor)
         rows = read_store(db_path, lambda s: s.workflows(None, None, 100_000))

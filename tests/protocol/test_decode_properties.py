@@ -69,7 +69,7 @@ _PATHS = _paths(_VALID)
 
 
 def _replaced(document: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    copy = json.loads(json.dumps(document))
+    copy: dict[str, Any] = json.loads(json.dumps(document))
     node = copy
     for key in path[:-1]:
         node = node[key]

@@ -89,13 +89,13 @@ def test_any_bytes_decode_or_are_a_protocol_error(data: bytes) -> None:
     _decodes_or_protocol_error(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_json)
 def test_any_json_value_decodes_or_is_a_protocol_error(value: Any) -> None:
     _decodes_or_protocol_error(json.dumps(value))
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(_PATHS), _json)
 def test_a_valid_envelope_with_any_field_replaced_decodes_or_is_a_protocol_error(
     path: tuple[str, ...], value: Any

@@ -41,7 +41,7 @@ from actors.events import (
     encode_event,
 )
 from actors.models import FrozenModel
-from actors.protocol import Envelope, ProtocolError, decode_envelope
+from actors.protocol import MAX_MESSAGE_BYTES, Envelope, ProtocolError, decode_envelope
 from actors.workflow import WorkflowState, accept, apply
 from storage.records import (
     AppendBatch,
@@ -398,7 +398,7 @@ class DurableAgent(ABC):
             try:
                 envelope = decode_envelope(body)
             except ProtocolError as e:
-                await self._dead_letter(e.message_id or uuid.uuid4().hex, e.reason, body)
+                await self._reject(e, body)
                 continue
             if envelope.message_id in self._inflight_ids or envelope.message_id in self._recent_ids:
                 continue
@@ -425,10 +425,24 @@ class DurableAgent(ABC):
         if len(self._recent_ids) > RECENT_IDS:
             self._recent_ids.popitem(last=False)
 
-    async def _dead_letter(self, message_id: str, reason: str, body: str) -> None:
-        log.warning("%s: message %s dead-lettered: %s", self.name, message_id, reason)
+    async def _reject(self, error: ProtocolError, body: str) -> None:
+        """Dead-letter a message that cannot be read; the agent goes on.
+
+        It is marked consumed only when it waits in this agent's mailbox: an id
+        the log already holds as processed (a replay, or a forged id) must not
+        make the journal refuse the commit, which would stop the agent.
+        """
+        message_id = error.message_id
+        waiting = bool(message_id) and message_id in await self.journal.unprocessed([message_id])
+        letter_id = message_id or uuid.uuid4().hex
+        await self._dead_letter(letter_id, error.reason, body[:MAX_MESSAGE_BYTES], consume=waiting)
+
+    async def _dead_letter(
+        self, message_id: str, reason: str, body: str, *, consume: bool = True
+    ) -> None:
+        log.warning("%s: message %.80r dead-lettered: %s", self.name, message_id, reason)
         letter = DeadLetter(message_id=message_id, recipient=self.name, reason=reason, body=body)
-        await self.record("", (), processed=[message_id], dead=[letter])
+        await self.record("", (), processed=[message_id] if consume else [], dead=[letter])
 
     async def _drain_mailbox(self) -> int:
         pending = await self.journal.pending_messages(self.name, limit=100_000)

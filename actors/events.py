@@ -67,6 +67,17 @@ class ListingGenerated(FrozenModel):
     provenance: LLMProvenance
 
 
+class ListingRejected(FrozenModel):
+    """Generated copy contradicted the feed (`actors.listing_guard`); it is not used.
+
+    Recorded so the regeneration budget and the tokens paid survive a crash.
+    """
+
+    kind: Literal["listing_rejected"] = "listing_rejected"
+    reason: str
+    provenance: LLMProvenance
+
+
 class UploadConfirmed(FrozenModel):
     kind: Literal["upload_confirmed"] = "upload_confirmed"
     receipt: UploadReceipt
@@ -117,6 +128,7 @@ Event = Annotated[
     | WorkflowAccepted
     | ProductValidated
     | ListingGenerated
+    | ListingRejected
     | UploadConfirmed
     | CampaignGenerated
     | CrashInjected

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from actors.durable import AgentConfig, JournalPort, Transport
 from actors.events import CampaignGenerated, Event, WorkflowAccepted, WorkflowHandedOff
+from actors.listing_guard import safe_campaign
 from actors.ports import ContentWriter
 from actors.product_agent import StepAgent
 from actors.protocol import STEP_CAMPAIGN, CreateCampaign, Envelope
@@ -61,7 +62,8 @@ class MarketingAgent(StepAgent):
                     attempts=self.config.step_attempts,
                     backoff_s=self.config.retry_backoff_s,
                 )
-            event = CampaignGenerated(campaign=generated.campaign, provenance=generated.provenance)
+            campaign = safe_campaign(generated.campaign)
+            event = CampaignGenerated(campaign=campaign, provenance=generated.provenance)
             return [event], []
         message = self.finished(state, "completed", "completed")
         handed = WorkflowHandedOff(

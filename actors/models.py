@@ -12,6 +12,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.safe_html import plain_text
+
 
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -87,7 +89,12 @@ class Campaign(BaseModel):
 
 
 class MarketplaceListing(FrozenModel):
-    """What is uploaded: the LLM's copy plus the facts taken from the feed."""
+    """What is uploaded: the LLM's copy plus the facts taken from the feed.
+
+    `description` is safe HTML and every other text field plain text: the copy
+    passed `actors.listing_guard.guard_listing`, and `build` makes the vendor
+    and type it copies from the product plain text.
+    """
 
     product_id: str
     handle: str
@@ -119,8 +126,8 @@ class MarketplaceListing(FrozenModel):
         return cls(
             product_id=product.product_id,
             handle=product.handle,
-            vendor=product.vendor,
-            product_type=product.product_type,
+            vendor=plain_text(product.vendor),
+            product_type=plain_text(product.product_type),
             title=listing.title,
             description=listing.description,
             bullet_points=tuple(listing.bullet_points),

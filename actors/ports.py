@@ -56,7 +56,24 @@ class ExternalCallError(Exception):
 
 
 class LLMError(ExternalCallError):
-    """The LLM endpoint failed or returned output that does not fit the model."""
+    """The LLM endpoint failed or returned output that does not fit the model.
+
+    `status_code` is the HTTP status when the endpoint answered one;
+    `retry_after` the wait in seconds it asked for (``Retry-After``), which
+    the agents' retry honours.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class MarketplaceError(ExternalCallError):

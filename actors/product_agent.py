@@ -23,14 +23,16 @@ from actors.events import (
     CrashInjected,
     Event,
     ListingGenerated,
+    ListingRejected,
     ProductValidated,
     StepFailed,
     UploadConfirmed,
     WorkflowAccepted,
     WorkflowHandedOff,
 )
+from actors.listing_guard import MAX_LISTING_REJECTIONS, ListingRejectedError, guard_listing
 from actors.models import UploadReceipt
-from actors.ports import ContentWriter, ExternalCallError, Marketplace
+from actors.ports import ContentWriter, ExternalCallError, GeneratedListing, Marketplace
 from actors.protocol import (
     STEP_CAMPAIGN,
     STEP_LISTING,
@@ -185,13 +187,23 @@ class ProductAgent(StepAgent):
                     attempts=self.config.step_attempts,
                     backoff_s=self.config.retry_backoff_s,
                 )
-            return [
-                ListingGenerated(listing=generated.listing, provenance=generated.provenance)
-            ], []
+            return self._guarded(state, generated)
         if step == STEP_UPLOAD:
             async with self._effects:
                 return [await self._upload(state)], []
         return self._hand_off(state)
+
+    def _guarded(
+        self, state: WorkflowState, generated: GeneratedListing
+    ) -> tuple[list[Event], list[Envelope]]:
+        """The listing, made safe; a contradicting one is rejected, then the workflow fails."""
+        try:
+            listing = guard_listing(state.product_data, generated.listing)
+        except ListingRejectedError as e:
+            if state.listing_rejections >= MAX_LISTING_REJECTIONS:
+                return self._failed(state, STEP_LISTING, f"ListingRejected: {e}")
+            return [ListingRejected(reason=str(e), provenance=generated.provenance)], []
+        return [ListingGenerated(listing=listing, provenance=generated.provenance)], []
 
     def _validate(self, state: WorkflowState) -> list[Event]:
         reasons = validate_product_data(state.product_data)

@@ -181,16 +181,22 @@ UPCASTERS[("workflow_finished", 1)] = _unchanged
 
 
 def decode_envelope(text: str | bytes) -> Envelope:
-    """Today's Envelope from JSON text, or ProtocolError saying why not."""
-    if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(text)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    """Today's Envelope from JSON text, or ProtocolError saying why not.
+
+    Any input at all gives one or the other: a body of another shape, type or
+    depth is a `ProtocolError`, never another exception.
+    """
+    size = _size_in_bytes(text)
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
         raw = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError too
         raise ProtocolError(f"malformed envelope: not JSON ({e.__class__.__name__})") from e
     if not isinstance(raw, dict):
         raise ProtocolError("malformed envelope: not a JSON object")
-    message_id = str(raw.get("message_id", ""))
+    given_id = raw.get("message_id")
+    message_id = given_id if isinstance(given_id, str) else ""
     raw = _upcast(raw, message_id)
     try:
         envelope = Envelope.model_validate(raw)
@@ -198,6 +204,8 @@ def decode_envelope(text: str | bytes) -> Envelope:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ProtocolError(f"malformed envelope: {where}: {first['msg']}", message_id) from e
+    except RecursionError as e:
+        raise ProtocolError("malformed envelope: nested too deeply", message_id) from e
     if envelope.type != envelope.payload.kind:
         raise ProtocolError(
             f"envelope type {envelope.type!r} does not match payload {envelope.payload.kind!r}",
@@ -206,12 +214,25 @@ def decode_envelope(text: str | bytes) -> Envelope:
     return envelope
 
 
+def _size_in_bytes(text: str | bytes) -> int:
+    """The UTF-8 size of `text`, encoding only when its length alone cannot tell."""
+    if isinstance(text, bytes) or len(text) > MAX_MESSAGE_BYTES or text.isascii():
+        return len(text)  # for str past the limit: at least this many bytes
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _upcast(raw: dict[str, Any], message_id: str) -> dict[str, Any]:
     kind = raw.get("type")
-    if kind not in MESSAGE_TYPES:
-        raise ProtocolError(f"unknown message type {kind!r}", message_id)
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+        shown = repr(kind) if isinstance(kind, str | int | float | None) else type(kind).__name__
+        raise ProtocolError(f"unknown message type {shown[:80]}", message_id)
     version = raw.get("schema_version", SCHEMA_VERSION)
-    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or version < 1
+        or version > SCHEMA_VERSION
+    ):
         raise ProtocolError(
             f"unsupported schema version {version!r} for {kind!r} "
             f"(this swarm reads 1..{SCHEMA_VERSION})",

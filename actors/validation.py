@@ -27,6 +27,8 @@ GTIN_LENGTHS = frozenset({8, 12, 13, 14})
 _DIGITS = re.compile(r"[0-9]+")
 _SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+")
 _FLOAT_TAIL = re.compile(r"[0-9]+[.,]0+")
+_HTTP_URL = re.compile(r"https?://[^\s<>\"'`]+")
+_HANDLE_UNSAFE = re.compile(r"[\s<>\"'`]")
 _QUOTE_LIMIT = 40
 
 
@@ -114,6 +116,9 @@ def _identity_findings(product: Product) -> list[Finding]:
         findings.append(Finding("Title", "missing"))
     if not product.product_id.strip():
         findings.append(Finding("Handle", "missing, and there is no SKU to use as the product id"))
+    elif _HANDLE_UNSAFE.search(product.product_id):
+        reason = f"{_quote(product.product_id)} must not hold spaces, quotes or angle brackets"
+        findings.append(Finding("Handle", reason, product.product_id))
     return findings
 
 
@@ -164,7 +169,7 @@ def _image_findings(images: tuple[str, ...]) -> list[Finding]:
     return [
         Finding("Image Src", f"not an http(s) URL: {_quote(url)}", url)
         for url in images
-        if not url.startswith(("https://", "http://"))
+        if _HTTP_URL.fullmatch(url) is None
     ]
 
 

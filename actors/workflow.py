@@ -17,6 +17,7 @@ from actors.events import (
     CrashInjected,
     Event,
     ListingGenerated,
+    ListingRejected,
     ProductValidated,
     StepFailed,
     UploadConfirmed,
@@ -61,6 +62,8 @@ class WorkflowState(FrozenModel):
     inbox_message_id: str = ""
     listing: Listing | None = None
     listing_provenance: LLMProvenance | None = None
+    listing_rejections: int = 0
+    """Generated listings rejected for contradicting the feed (then regenerated)."""
     marketplace_listing: MarketplaceListing | None = None
     upload: UploadReceipt | None = None
     campaign: Campaign | None = None
@@ -127,6 +130,8 @@ def apply(state: WorkflowState, event: Event) -> WorkflowState:
                     "current_step": STEP_UPLOAD,
                 }
             )
+        case ListingRejected():
+            return state.model_copy(update={"listing_rejections": state.listing_rejections + 1})
         case UploadConfirmed(receipt=receipt):
             return state.model_copy(update={"upload": receipt, "current_step": "handoff"})
         case CampaignGenerated(campaign=campaign, provenance=provenance):

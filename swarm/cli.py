@@ -1,6 +1,7 @@
 """`python -m swarm`: run the swarm on a feed, and look into it.
 
 run       submit a feed (default: the bundled sample catalog) and follow it
+validate  check a feed without running it: a table and a JSON report of every problem
 init-db   create or upgrade the database schema
 status    the swarm's actors and its workflows by status
 events    the event log, newest last
@@ -28,6 +29,13 @@ from actors.models import Product
 from actors.protocol import STEPS
 from storage.records import EventQuery, EventRecord
 from storage.sqlite import SQLiteEventStore
+from swarm.feed_report import (
+    default_report_path,
+    problems_table,
+    terminal_text,
+    validate_feed,
+    write_report,
+)
 from swarm.feeds import FeedError, parse_feed
 from swarm.run import (
     STAGES,
@@ -79,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
     sub.add_parser("chaos", help="a run under random kills, then the invariants (see --help)",
                    add_help=False)  # fmt: skip
+    validate = sub.add_parser(
+        "validate", help="check a feed with every check `run` applies, without running it"
+    )
+    validate.add_argument("file", type=Path, help="Shopify CSV or JSON lines feed")
+    validate.add_argument(
+        "--json-out",
+        type=Path,
+        help="where to write the JSON report (default: ./<feed name>.validation.json, "
+        "in the current directory)",
+    )
     sub.add_parser("init-db", help="create or upgrade the database schema")
     status = sub.add_parser("status", help="actors and workflows")
     status.add_argument("--address", help="Ray address of the cluster running the swarm")
@@ -101,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, settings)
+        if args.command == "validate":
+            return cmd_validate(args, settings)
         if args.command == "init-db":
             asyncio.run(_init_db(settings))
             console.print(f"database ready: {settings.db_path}")
@@ -126,10 +146,35 @@ async def _init_db(settings: SwarmSettings) -> None:
     await store.close()
 
 
+def cmd_validate(args: argparse.Namespace, settings: SwarmSettings) -> int:
+    """Exit 0: no problem; 1: problems (listed); 2: the feed cannot be read at all."""
+    report = validate_feed(args.file, settings.feed_limits())
+    json_path = args.json_out or default_report_path(args.file, Path.cwd())
+    write_report(report, json_path)
+    if report.error is not None:
+        console.print(terminal_text(f"{args.file}: cannot be read: {report.error}"))
+        console.print(f"JSON report: {json_path}")
+        return 2
+    problems = _count(len(report.problems), "problem")
+    if report.problems:
+        console.print(problems_table(report.problems, title=f"{args.file.name}: {problems}"))
+    console.print(
+        f"{_count(report.products, 'product')}, {report.valid_products} valid, "
+        f"{report.products - report.valid_products} would fail; {problems}. "
+        f"JSON report: {json_path}"
+    )
+    return 0 if report.clean else 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_run(args: argparse.Namespace, settings: SwarmSettings) -> int:
-    feed = parse_feed(args.input)
+    feed = parse_feed(args.input, limits=settings.feed_limits())
     if feed.problems:
-        _print_problems(feed.problems)
+        title = f"Feed problems ({len(feed.problems)}; all of them: python -m swarm validate)"
+        console.print(problems_table(feed.problems, title=title, limit=30))
     products = list(feed.products)
     faults = FaultSettings(
         fail_step=args.fail_step,
@@ -202,16 +247,6 @@ def _run_with_progress(
     return summarize(journal(), run_id, len(ids), time.monotonic() - started)
 
 
-def _print_problems(problems: Sequence[object]) -> None:
-    table = Table(title=f"Feed problems ({len(problems)})")
-    for column in ("row", "handle", "field", "reason"):
-        table.add_column(column)
-    for p in list(problems)[:30]:
-        table.add_row(str(getattr(p, "row", "")), getattr(p, "handle", ""),
-                      getattr(p, "field", ""), getattr(p, "reason", ""))  # fmt: skip
-    console.print(table)
-
-
 def _print_summary(summary: RunSummary) -> None:
     table = Table(title=f"Run {summary.run_id}")
     table.add_column("measure")
@@ -227,7 +262,7 @@ def _print_summary(summary: RunSummary) -> None:
         for column in ("product", "step", "reason"):
             failures.add_column(column)
         for product_id, step, reason in summary.failures:
-            failures.add_row(product_id, step, reason)
+            failures.add_row(terminal_text(product_id), step, terminal_text(reason))
         console.print(failures)
 
 

@@ -15,7 +15,8 @@ and a handle or SKU; in full:
 
 The product id is the handle, else the SKU. Prices are JSON numbers or strings
 read by `swarm.feed_values.parse_price`; SKUs and barcodes must be strings (a
-number would lose a barcode's leading zeros). Unknown keys are ignored.
+number would lose a barcode's leading zeros). Unknown keys are ignored. The
+description is HTML and is sanitized like a Shopify Body (HTML).
 
 Promises: a line that is not JSON, or not a JSON object, is a problem naming
 its line and the other lines still parse; blank lines are skipped. Only
@@ -30,6 +31,7 @@ from decimal import Decimal
 from typing import TypeAlias
 
 from actors.models import Product, Variant
+from actors.safe_html import sanitize_html
 from swarm.feed_assembly import FeedAssembler, ProductRecord
 from swarm.feed_results import FeedError, FeedLimits, FeedProblem, ParsedFeed, shorten
 from swarm.feed_source import FeedSource, iter_text_lines
@@ -84,7 +86,7 @@ def _read_product(row: int, record: _JsonObject, limits: FeedLimits) -> ProductR
     product = Product(
         handle=fields.string("handle"),
         title=fields.string("title", max_chars=limits.max_title_chars),
-        description=fields.string("description"),
+        description=fields.html("description"),
         vendor=fields.string("vendor"),
         product_category=fields.string("product_category"),
         product_type=fields.string("product_type"),
@@ -168,6 +170,10 @@ class _JsonFields:
             self._wrong_type(key, value, _QUOTE_CODES if quote_it else "a string")
             return ""
         return self._reader.text(self._prefix + key, value, max_chars=max_chars)
+
+    def html(self, key: str) -> str:
+        """A string of HTML, sanitized (see `FieldReader.html`)."""
+        return sanitize_html(self.string(key))
 
     def strings(self, key: str) -> list[str]:
         value = self._record.get(key)

@@ -26,6 +26,8 @@ columns is an image row. Other details:
   the product's images.
 - Published is TRUE or FALSE (empty: TRUE); Status is active, draft or
   archived (empty: active).
+- Body (HTML) is sanitized (`actors.safe_html`): what a product holds is safe
+  to publish.
 """
 
 from __future__ import annotations
@@ -213,7 +215,7 @@ def _read_product(block: _Block, limits: FeedLimits) -> ProductRecord:
     product = Product(
         handle=reader.text("Handle", block.handle),
         title=reader.text("Title", first.get("Title"), max_chars=limits.max_title_chars),
-        description=reader.text("Body (HTML)", first.get("Body (HTML)")),
+        description=reader.html("Body (HTML)", first.get("Body (HTML)")),
         vendor=reader.text("Vendor", first.get("Vendor")),
         product_category=reader.text("Product Category", first.get("Product Category")),
         product_type=reader.text("Type", first.get("Type")),

@@ -4,7 +4,9 @@ Owns the one rule for feed encodings: UTF-8, with or without a byte order mark.
 Promises: lines come out lazily (a large feed is never held as one string)
 with their line endings kept, split only at ``\\r\\n``, ``\\n`` or ``\\r`` as the
 `csv` module expects; the BOM is dropped; bytes that are not UTF-8 raise a
-`FeedError` naming the line and the byte, never a `UnicodeDecodeError`.
+`FeedError` naming the line and the byte (and what Windows-1252 would read,
+the usual culprit), never a `UnicodeDecodeError`; UTF-16 and UTF-32 files
+(a byte order mark of theirs, or NUL bytes on the first line) are named as such.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ FeedSource: TypeAlias = str | bytes | IO[str] | IO[bytes]
 
 _BOM = "\ufeff"
 _BARE_CR = re.compile(r"(?<=\r)(?!\n)")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF16_REASON = (
+    'the file is UTF-16 or UTF-32 text (a spreadsheet\'s "Unicode text"), not UTF-8; '
+    'save it as "CSV UTF-8"'
+)
 
 
 def iter_text_lines(source: FeedSource) -> Iterator[str]:
@@ -46,15 +53,26 @@ def _raw_lines(source: FeedSource) -> Iterator[str]:
 def _decode_lines(stream: Iterable[bytes]) -> Iterator[str]:
     """Decode line by line so an encoding error names its line exactly."""
     for number, raw in enumerate(stream, start=1):
+        if number == 1 and (raw.startswith(_UTF16_BOMS) or b"\x00" in raw):
+            raise FeedError(_UTF16_REASON, row=1)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            reason = (
-                f"not UTF-8 text: byte 0x{raw[e.start]:02x} at column {e.start + 1}; "
-                "save the file as UTF-8"
-            )
-            raise FeedError(reason, row=number) from e
+            raise FeedError(_not_utf8_reason(raw, e.start), row=number) from e
         yield from _split_bare_cr([text])
+
+
+def _not_utf8_reason(raw: bytes, start: int) -> str:
+    """Name the bad byte, and what a Windows-1252 (or Latin-1) file would mean by it."""
+    byte = raw[start : start + 1]
+    try:
+        guess = f" (Windows-1252 reads it as {byte.decode('cp1252')!r})"
+    except UnicodeDecodeError:
+        guess = ""
+    return (
+        f"not UTF-8 text: byte 0x{byte[0]:02x} at byte {start + 1} of the line{guess}; "
+        "save the file as UTF-8"
+    )
 
 
 def _checked_text_lines(stream: IO[str]) -> Iterator[str]:

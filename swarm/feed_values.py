@@ -6,7 +6,11 @@ reader returns a stand-in (cleaned text, ``None``) so the record still parses.
 
 Text: surrounding whitespace is stripped; control characters other than tab,
 newline and carriage return are a problem (and removed); a value longer than
-its limit is a problem (and cut to the limit).
+its limit is a problem (and cut to the limit). HTML fields (`FieldReader.html`:
+Shopify's Body (HTML), a JSON line's description) are then sanitized by
+`actors.safe_html.sanitize_html`: scripts, iframes, event handlers and
+``javascript:`` links are dropped without a problem being raised, allowed
+formatting stays.
 
 Prices (`parse_price`), read into `Decimal`, never through float:
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from actors.safe_html import sanitize_html
 from swarm.feed_results import FeedLimits, FeedProblem, shorten
 
 CURRENCY_SIGNS = "$€£¥"
@@ -88,6 +93,10 @@ class FieldReader:
             self.reject(field, value, f"longer than {limit} characters ({len(value)})")
             value = value[:limit]
         return value
+
+    def html(self, field: str, raw: str) -> str:
+        """`raw` read as `text`, then sanitized: only the allowed formatting is left."""
+        return sanitize_html(self.text(field, raw))
 
     def price(self, field: str, raw: str, *, required: bool) -> Decimal | None:
         """The price in `raw`; None when it is empty (a problem if `required`) or bad."""

@@ -20,11 +20,20 @@ What it promises:
 - token usage comes from the response (`usage_metadata`) and the model from
   what the server reports (else the configured name), recorded with the prompt
   version in `LLMProvenance`;
-- every failure is an `LLMError` that says whether a retry may help: 408, 409,
-  429, 5xx, timeouts and connection errors may; other statuses, output that
-  does not fit the schema and empty copy may not. The OpenAI SDK has already
-  retried `max_retries` times (with backoff, honouring `Retry-After`) before
-  an error reaches the caller.
+- endpoint faults are retried here, explicitly (the OpenAI SDK's own hidden
+  retries are off, so every status is seen): a 429 (and 408, 409) waits what
+  the server asks in ``retry-after-ms`` / ``Retry-After`` (plus a little
+  jitter, never less); a 5xx, a timeout
+  or a connection error waits an exponential backoff with jitter
+  (`swarm.backoff`). At most `max_retries` retries per call; a server asking
+  for more than `max_retry_after_s` is not waited for here;
+- output that fails validation (not the schema, or empty required copy) gets
+  exactly one repair attempt: the same prompt plus a message naming what was
+  wrong. Token usage of both calls is recorded;
+- every failure is an `LLMError` that says whether a retry may help (408,
+  409, 429, 5xx, timeouts and connection errors may; other statuses and
+  output still unfit after the repair may not), with the HTTP status and the
+  server's `Retry-After`, so the agent's own retry can honour it.
 
 Output is checked after parsing (the schema is kept plain for strict mode):
 text is stripped, empty items dropped, required text must be non-empty, SEO
@@ -33,6 +42,9 @@ fields are clipped to their limits.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from actors.models import Campaign, Listing, Product, TokenUsage
 from actors.ports import GeneratedCampaign, GeneratedListing, LLMError, LLMProvenance
+from swarm.backoff import after_retry_after, backoff_delay, retry_after_from_headers
 from swarm.llm_prompts import (
     SEO_DESCRIPTION_MAX_CHARS,
     SEO_TITLE_MAX_CHARS,
@@ -55,6 +68,8 @@ from swarm.llm_prompts import (
     clip_words,
     listing_prompt,
 )
+
+log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _AUTH_STATUSES = frozenset({401, 403})
@@ -76,8 +91,22 @@ class OpenAIWriterConfig(BaseModel):
     api_key: SecretStr
     timeout_s: float = Field(default=60, gt=0)
     max_retries: int = Field(default=2, ge=0)
-    """Retries inside the OpenAI SDK (429, 5xx, timeouts) before an error is raised."""
+    """Retries of a call that hit a 429, 5xx, timeout or connection error."""
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    """The first backoff (before jitter); it doubles with each retry."""
+    retry_backoff_max_s: float = Field(default=20.0, ge=0)
+    max_retry_after_s: float = Field(default=60.0, ge=0)
+    """A longer `Retry-After` is not waited here: the error goes up, carrying it."""
     temperature: float = Field(default=0.2, ge=0, le=2)
+
+
+class _UnfitOutputError(Exception):
+    """The model answered, but its output fails validation; `raw` is its answer."""
+
+    def __init__(self, reason: str, raw: AIMessage | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
 
 
 @dataclass(frozen=True)
@@ -101,18 +130,16 @@ class OpenAIWriter:
     async def write_listing(self, product: Product) -> GeneratedListing:
         prompt = listing_prompt(product)
         what = f"listing of product {product.product_id!r}"
-        listing, raw = await self._ask(self._structured().listing, prompt, Listing, what)
-        return GeneratedListing(
-            listing=_checked_listing(listing, what), provenance=self._provenance(raw, prompt)
-        )
+        chain = self._structured().listing
+        listing, raws = await self._ask(chain, prompt, Listing, _checked_listing, what)
+        return GeneratedListing(listing=listing, provenance=self._provenance(raws, prompt))
 
     async def write_campaign(self, product: Product, listing: Listing) -> GeneratedCampaign:
         prompt = campaign_prompt(product, listing)
         what = f"campaign of product {product.product_id!r}"
-        campaign, raw = await self._ask(self._structured().campaign, prompt, Campaign, what)
-        return GeneratedCampaign(
-            campaign=_checked_campaign(campaign, what), provenance=self._provenance(raw, prompt)
-        )
+        chain = self._structured().campaign
+        campaign, raws = await self._ask(chain, prompt, Campaign, _checked_campaign, what)
+        return GeneratedCampaign(campaign=campaign, provenance=self._provenance(raws, prompt))
 
     async def aclose(self) -> None:
         """Close the connection pool; the next call opens a new one."""
@@ -137,44 +164,105 @@ class OpenAIWriter:
         return self._chains
 
     async def _ask(
-        self, chain: _StructuredChain, prompt: ChatPrompt, schema: type[_Output], what: str
-    ) -> tuple[_Output, AIMessage]:
+        self,
+        chain: _StructuredChain,
+        prompt: ChatPrompt,
+        schema: type[_Output],
+        check: Callable[[_Output], _Output],
+        what: str,
+    ) -> tuple[_Output, list[AIMessage]]:
+        """The checked output and every answer paid for; one repair if the output is unfit."""
         messages: list[BaseMessage] = [SystemMessage(prompt.system), HumanMessage(prompt.user)]
+        result = await self._invoke(chain, messages, what)
         try:
-            result = await chain.ainvoke(messages)
-        except (openai.OpenAIError, *_TRANSPORT_ERRORS) as e:
-            raise self._error(e, what) from e
-        return self._parsed(result, schema, what)
+            output, raw = self._answer(result, schema, check, what)
+            return output, [raw]
+        except _UnfitOutputError as first:
+            log.warning("LLM %s: unfit output, one repair attempt: %s", what, first.reason)
+            repair = [*messages, HumanMessage(_repair_request(schema, first.reason))]
+            result = await self._invoke(chain, repair, what)
+            try:
+                output, raw = self._answer(result, schema, check, what)
+            except _UnfitOutputError as second:
+                message = f"LLM {what}: {second.reason} (still, after one repair attempt)"
+                raise LLMError(self._scrubbed(message), retryable=False) from second
+            return output, [r for r in (first.raw, raw) if r is not None]
 
-    def _parsed(
-        self, result: dict[str, Any] | BaseModel, schema: type[_Output], what: str
+    async def _invoke(
+        self, chain: _StructuredChain, messages: list[BaseMessage], what: str
+    ) -> dict[str, Any] | BaseModel:
+        """One structured call, retrying endpoint faults as the module docstring says."""
+        attempt = 0
+        while True:
+            try:
+                return await chain.ainvoke(messages)
+            except (openai.OpenAIError, *_TRANSPORT_ERRORS) as e:
+                error = self._error(e, what)
+                attempt += 1
+                delay = self._retry_delay(error, attempt)
+                if delay is None:
+                    raise error from e
+            log.warning(
+                "%s; retry %d of %d in %.2fs", error, attempt, self._config.max_retries, delay
+            )
+            await asyncio.sleep(delay)
+
+    def _retry_delay(self, error: LLMError, attempt: int) -> float | None:
+        """How long to wait before retry number `attempt`; None: do not retry here."""
+        config = self._config
+        if not error.retryable or attempt > config.max_retries:
+            return None
+        base, cap = config.retry_backoff_s, config.retry_backoff_max_s
+        if error.retry_after is not None:
+            if error.retry_after > config.max_retry_after_s:
+                return None
+            return after_retry_after(error.retry_after, attempt, base, cap)
+        return backoff_delay(attempt, base, cap)
+
+    def _answer(
+        self,
+        result: dict[str, Any] | BaseModel,
+        schema: type[_Output],
+        check: Callable[[_Output], _Output],
+        what: str,
     ) -> tuple[_Output, AIMessage]:
+        """The checked output of one answer, and the answer; `_UnfitOutputError` if unfit."""
         if not isinstance(result, dict) or not isinstance(result.get("raw"), AIMessage):
             raise LLMError(f"LLM {what}: unexpected result from the model chain", retryable=False)
-        error = result.get("parsing_error")
-        if error is not None:
-            message = f"LLM {what}: output does not fit {schema.__name__}: {_reason(error)}"
-            raise LLMError(self._scrubbed(message), retryable=False) from error
-        parsed = result.get("parsed")
-        if not isinstance(parsed, schema):
-            message = f"LLM {what}: the model returned no {schema.__name__}"
-            raise LLMError(message, retryable=False)
-        return parsed, result["raw"]
+        raw: AIMessage = result["raw"]
+        try:
+            return check(_parsed(result, schema, raw)), raw
+        except _UnfitOutputError as e:
+            raise _UnfitOutputError(e.reason, raw) from e
 
-    def _provenance(self, raw: AIMessage, prompt: ChatPrompt) -> LLMProvenance:
-        usage = raw.usage_metadata
-        tokens = (
-            TokenUsage(input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"])
-            if usage
-            else TokenUsage()
-        )
-        reported = raw.response_metadata.get("model_name")
+    def _provenance(self, raws: list[AIMessage], prompt: ChatPrompt) -> LLMProvenance:
+        """Model and prompt version of the answer used; tokens of every answer paid for."""
+        tokens = TokenUsage()
+        for raw in raws:
+            usage = raw.usage_metadata
+            if usage:
+                tokens = TokenUsage(
+                    input_tokens=tokens.input_tokens + usage["input_tokens"],
+                    output_tokens=tokens.output_tokens + usage["output_tokens"],
+                )
+        reported = raws[-1].response_metadata.get("model_name")
         model = reported if isinstance(reported, str) and reported else self._config.model
         return LLMProvenance(model=model, prompt_version=prompt.version, usage=tokens)
 
     def _error(self, error: Exception, what: str) -> LLMError:
         message, retryable = _describe(error, self._config)
-        return LLMError(self._scrubbed(f"LLM {what}: {message}"), retryable=retryable)
+        status = error.status_code if isinstance(error, openai.APIStatusError) else None
+        retry_after = (
+            retry_after_from_headers(error.response.headers)
+            if isinstance(error, openai.APIStatusError)
+            else None
+        )
+        return LLMError(
+            self._scrubbed(f"LLM {what}: {message}"),
+            retryable=retryable,
+            status_code=status,
+            retry_after=retry_after,
+        )
 
     def _scrubbed(self, message: str) -> str:
         """`message` with the API key masked, whatever the server echoed back."""
@@ -189,7 +277,7 @@ def _build_chains(config: OpenAIWriterConfig) -> _Chains:
         base_url=config.base_url,
         api_key=config.api_key,
         timeout=config.timeout_s,
-        max_retries=config.max_retries,
+        max_retries=0,  # the writer retries itself, seeing every status (see the docstring)
         temperature=config.temperature,
         http_async_client=http_client,
     )
@@ -245,7 +333,26 @@ def _short(text: str) -> str:
     return line if len(line) <= _REASON_MAX_CHARS else line[: _REASON_MAX_CHARS - 3] + "..."
 
 
-def _checked_listing(listing: Listing, what: str) -> Listing:
+def _parsed(result: dict[str, Any], schema: type[_Output], raw: AIMessage) -> _Output:
+    error = result.get("parsing_error")
+    if error is not None:
+        reason = f"output does not fit {schema.__name__}: {_reason(error)}"
+        raise _UnfitOutputError(reason, raw) from error
+    parsed = result.get("parsed")
+    if not isinstance(parsed, schema):
+        raise _UnfitOutputError(f"the model returned no {schema.__name__}", raw)
+    return parsed
+
+
+def _repair_request(schema: type[BaseModel], reason: str) -> str:
+    return (
+        f"Your previous answer could not be used: {reason}. Answer again with one call of "
+        f"the {schema.__name__} tool, every field filled as its schema requires and the "
+        "required text non-empty. The product data above is unchanged."
+    )
+
+
+def _checked_listing(listing: Listing) -> Listing:
     checked = Listing(
         title=listing.title.strip(),
         description=listing.description.strip(),
@@ -254,20 +361,20 @@ def _checked_listing(listing: Listing, what: str) -> Listing:
         seo_title=clip_words(listing.seo_title.strip(), SEO_TITLE_MAX_CHARS),
         seo_description=clip_words(listing.seo_description.strip(), SEO_DESCRIPTION_MAX_CHARS),
     )
-    _require(what, title=checked.title, description=checked.description)
-    _require(what, bullet_points=checked.bullet_points)
+    _require(title=checked.title, description=checked.description)
+    _require(bullet_points=checked.bullet_points)
     return checked
 
 
-def _checked_campaign(campaign: Campaign, what: str) -> Campaign:
+def _checked_campaign(campaign: Campaign) -> Campaign:
     checked = Campaign(
         headline=campaign.headline.strip(),
         email_subject=campaign.email_subject.strip(),
         email_body=campaign.email_body.strip(),
         social_posts=_non_empty(campaign.social_posts),
     )
-    _require(what, headline=checked.headline, email_subject=checked.email_subject)
-    _require(what, email_body=checked.email_body, social_posts=checked.social_posts)
+    _require(headline=checked.headline, email_subject=checked.email_subject)
+    _require(email_body=checked.email_body, social_posts=checked.social_posts)
     return checked
 
 
@@ -275,7 +382,7 @@ def _non_empty(items: list[str]) -> list[str]:
     return [text for text in (item.strip() for item in items) if text]
 
 
-def _require(what: str, **fields: str | list[str]) -> None:
+def _require(**fields: str | list[str]) -> None:
     empty = [name for name, value in fields.items() if not value]
     if empty:
-        raise LLMError(f"LLM {what}: empty {', '.join(empty)}", retryable=False)
+        raise _UnfitOutputError(f"empty {', '.join(empty)}")

@@ -31,8 +31,6 @@ import itertools
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from actors.models import MarketplaceListing, UploadReceipt
 from actors.ports import MarketplaceError
+from swarm.backoff import retry_after_seconds
 
 __all__ = ["HttpMarketplace", "HttpMarketplaceConfig", "HttpMarketplaceError"]
 
@@ -227,7 +226,7 @@ class HttpMarketplace:
             f"marketplace {method} of product {product_id!r} answered HTTP {status}{detail}",
             retryable=status in _RETRYABLE_4XX or status >= 500,
             status_code=status,
-            retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
 
     def _redact(self, text: str) -> str:
@@ -288,27 +287,6 @@ def _transport_error(method: str, product_id: str, error: httpx.HTTPError) -> Ht
         f"marketplace {method} of product {product_id!r} failed: {type(error).__name__}: {reason}",
         retryable=retryable,
     )
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta-seconds or an HTTP date), or None."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return _seconds_until_http_date(value)
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
-def _seconds_until_http_date(value: str) -> float | None:
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _is_replay(response: httpx.Response) -> bool:

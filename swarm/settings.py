@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from swarm.feed_results import FeedLimits
+
 SAMPLE_CATALOG = Path(__file__).parent / "sample_data" / "catalog.csv"
 
 
@@ -57,6 +59,12 @@ class SwarmSettings(BaseSettings):
 
     offline_llm_latency_s: float = Field(default=0.0, ge=0)
     """The offline writer waits this long per call, as a model would (demos, chaos runs)."""
+    feed_max_field_chars: int = Field(default=20_000, ge=1)
+    """Longest value a feed field may hold (Body (HTML) included); longer is a problem."""
+    feed_max_title_chars: int = Field(default=255, ge=1)
+    feed_max_products: int = Field(default=1_000_000, ge=1)
+    """Products one feed may hold; past it the whole feed is refused."""
+
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 60.0
     openai_api_key: SecretStr | None = Field(
@@ -70,3 +78,11 @@ class SwarmSettings(BaseSettings):
     """Set to publish to a REST marketplace; unset uses the local catalog table."""
     marketplace_token: SecretStr | None = None
     marketplace_timeout_s: float = 10.0
+
+    def feed_limits(self) -> FeedLimits:
+        """The bounds the feed parsers apply, from the `SWARM_FEED_*` settings."""
+        return FeedLimits(
+            max_field_chars=self.feed_max_field_chars,
+            max_title_chars=self.feed_max_title_chars,
+            max_products=self.feed_max_products,
+        )

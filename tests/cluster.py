@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from swarm.local_cluster import LocalCluster, free_port
+from swarm.runtime import find_swarm
 
-__all__ = ["LocalCluster", "free_port", "wait_until"]
+__all__ = ["LocalCluster", "free_port", "running_supervisor", "wait_until"]
+
+
+def running_supervisor() -> Any:
+    supervisor = find_swarm()
+    assert supervisor is not None, "no swarm is running"
+    return supervisor
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> None:

@@ -169,7 +169,7 @@ class EventStoreContract:
 
 class TestInMemoryEventStore(EventStoreContract):
     @pytest.fixture
-    def store(self) -> Iterator[EventStore]:
+    def store(self) -> EventStore:
         return InMemoryEventStore()
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from actors.coordinator import FaultSettings
 from storage.records import EventQuery, EventRecord
+from storage.sqlite import SQLiteEventStore
 from swarm.feeds import parse_feed
 from swarm.run import new_run_id, submit_products, summarize, wait_for_run
 from swarm.runtime import coordinator, journal
@@ -90,4 +92,9 @@ def test_every_stream_is_gapless(sample_run: tuple[SwarmSettings, str, int]) -> 
 def test_every_mailbox_message_is_processed(sample_run: tuple[SwarmSettings, str, int]) -> None:
     settings, _, _ = sample_run
     for agent in ("coordinator", "product-agent-0", "product-agent-1", "marketing-agent-0"):
-        assert read_store(settings.db_path, lambda s, a=agent: s.pending_messages(a)) == []
+        pending = read_store(settings.db_path, partial(_pending, agent=agent))
+        assert pending == []
+
+
+async def _pending(store: SQLiteEventStore, agent: str) -> list[object]:
+    return list(await store.pending_messages(agent))

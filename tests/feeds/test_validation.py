@@ -112,6 +112,21 @@ def test_image_that_is_not_an_http_url_is_a_reason() -> None:
     assert validate_product_data(product) == ["Image Src: not an http(s) URL: 'file:///etc/passwd'"]
 
 
+def test_image_url_with_quotes_or_angle_brackets_is_a_reason() -> None:
+    url = 'https://cdn.example.com/a.jpg"><script>x()</script>'
+    product = _product(images=(url,))
+    assert validate_product_data(product) == [
+        "Image Src: not an http(s) URL: 'https://cdn.example.com/a.jpg\"><script>…'"
+    ]
+
+
+@pytest.mark.parametrize("handle", ["blue tee", "<b>tee</b>", 'tee"x'])
+def test_handle_with_spaces_quotes_or_angle_brackets_is_a_reason(handle: str) -> None:
+    (reason,) = validate_product_data(_product(handle=handle))
+    assert reason.startswith("Handle: ")
+    assert reason.endswith("must not hold spaces, quotes or angle brackets")
+
+
 @pytest.mark.parametrize(
     "code",
     [

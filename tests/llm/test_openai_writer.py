@@ -338,29 +338,30 @@ def test_unreachable_endpoint_is_retryable(
     assert error.retryable is True
 
 
-def test_output_that_does_not_fit_the_schema_is_not_retryable(
+def test_output_that_does_not_fit_the_schema_twice_is_not_retryable(
     openai_writer: OpenAIWriter, openai_stub: OpenAIStub, product: Product
 ) -> None:
-    openai_stub.reply_raw_next(json.dumps({"title": 7}))
+    openai_stub.reply_raw_next(json.dumps({"title": 7}), n=2)
 
     error = listing_failure(openai_writer, product)
 
     assert error.retryable is False
     assert "does not fit Listing" in str(error)
+    assert "after one repair attempt" in str(error)
 
 
-def test_output_that_is_not_json_is_not_retryable(
+def test_output_that_is_not_json_twice_is_not_retryable(
     openai_writer: OpenAIWriter, openai_stub: OpenAIStub, product: Product
 ) -> None:
-    openai_stub.reply_raw_next("Sure! Here is your listing:")
+    openai_stub.reply_raw_next("Sure! Here is your listing:", n=2)
 
     assert listing_failure(openai_writer, product).retryable is False
 
 
-def test_empty_title_is_rejected(
+def test_empty_title_twice_is_rejected(
     openai_writer: OpenAIWriter, openai_stub: OpenAIStub, product: Product
 ) -> None:
-    openai_stub.reply_raw_next(listing_reply(title="   "))
+    openai_stub.reply_raw_next(listing_reply(title="   "), n=2)
 
     error = listing_failure(openai_writer, product)
 

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,9 +20,9 @@ from actors.coordinator import FaultSettings
 from storage.records import EventQuery
 from swarm.feeds import parse_feed
 from swarm.run import new_run_id, submit_products, wait_for_run
-from swarm.runtime import coordinator, find_swarm, journal
+from swarm.runtime import coordinator, journal
 from swarm.settings import SAMPLE_CATALOG, SwarmSettings
-from tests.cluster import wait_until
+from tests.cluster import running_supervisor, wait_until
 from tests.conftest import read_store
 
 pytestmark = pytest.mark.timeout(240)
@@ -32,7 +33,7 @@ def children(supervisor: Any) -> dict[str, Any]:
 
 
 def kill(supervisor: Any, role: str) -> int:
-    pid = children(supervisor)[role].pid
+    pid = int(children(supervisor)[role].pid)
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -59,7 +60,7 @@ def test_a_killed_agent_is_restarted_on_its_standby_and_the_swarm_still_works(
     swarm_factory: Callable[..., SwarmSettings],
 ) -> None:
     settings = swarm_factory()
-    supervisor = find_swarm()
+    supervisor = running_supervisor()
     old = kill(supervisor, "product-agent-0")
     wait_until(lambda: restarted(supervisor, "product-agent-0", old), 30, "a restart")
     child = children(supervisor)["product-agent-0"]
@@ -90,7 +91,7 @@ def test_each_strategy_restarts_the_right_children(
     swarm_factory: Callable[..., SwarmSettings], strategy: str, restarted_roles: set[str]
 ) -> None:
     swarm_factory(supervisor_strategy=strategy)
-    supervisor = find_swarm()
+    supervisor = running_supervisor()
     before = {role: c.pid for role, c in children(supervisor).items()}
     os.kill(before["product-agent-0"], signal.SIGKILL)
 
@@ -111,7 +112,7 @@ def test_restart_types_temporary_is_never_restarted_transient_only_when_abnormal
     swarm_factory: Callable[..., SwarmSettings],
 ) -> None:
     swarm_factory(restart_types={"marketing-agent-0": "temporary", "product-agent-1": "transient"})
-    supervisor = find_swarm()
+    supervisor = running_supervisor()
     kill(supervisor, "marketing-agent-0")
     wait_until(lambda: children(supervisor)["marketing-agent-0"].state != "alive", 30, "death")
     old = kill(supervisor, "product-agent-1")
@@ -131,10 +132,10 @@ def test_past_the_restart_intensity_the_supervisor_escalates_and_stops_the_swarm
     swarm_factory: Callable[..., SwarmSettings],
 ) -> None:
     settings = swarm_factory(restart_intensity=2, restart_period_s=60)
-    supervisor = find_swarm()
+    supervisor = running_supervisor()
     for n in range(2):
         old = kill(supervisor, "product-agent-0")
-        wait_until(lambda o=old: restarted(supervisor, "product-agent-0", o), 30, f"restart {n}")
+        wait_until(partial(restarted, supervisor, "product-agent-0", old), 30, f"restart {n}")
     kill(supervisor, "product-agent-0")
     wait_until(lambda: ray.get(supervisor.health.remote()).state == "escalated", 30, "escalation")
     health = ray.get(supervisor.health.remote())
@@ -149,7 +150,7 @@ def test_a_killed_journal_is_restarted_and_agents_carry_on(
     swarm_factory: Callable[..., SwarmSettings],
 ) -> None:
     settings = swarm_factory()
-    supervisor = find_swarm()
+    supervisor = running_supervisor()
     products = list(parse_feed(SAMPLE_CATALOG).products)
     run_id = new_run_id()
     ids = submit_products(coordinator(), run_id, products, FaultSettings(), chunk=5)
@@ -168,7 +169,7 @@ def test_the_supervisor_comes_back_after_sigkill_and_reattaches_to_live_children
     swarm_factory: Callable[..., SwarmSettings],
 ) -> None:
     swarm_factory()
-    supervisor = find_swarm()
+    supervisor = running_supervisor()
     before = {role: c.pid for role, c in children(supervisor).items()}
     supervisor_pid = ray.get(supervisor.pid.remote())
     os.kill(supervisor_pid, signal.SIGKILL)
@@ -194,11 +195,12 @@ def test_the_supervisor_comes_back_after_sigkill_and_reattaches_to_live_children
         if entry["namespace"] != "swarm" or entry["name"] == "supervisor":
             continue
         try:
-            role = ray.get(ray.get_actor(entry["name"], namespace="swarm").serving.remote())
+            actor: Any = ray.get_actor(entry["name"], namespace="swarm")
+            served: str | None = ray.get(actor.serving.remote())
         except (ray.exceptions.RayActorError, ValueError):
             continue
-        if role is not None:
-            serving[role] = serving.get(role, 0) + 1
+        if served is not None:
+            serving[served] = serving.get(served, 0) + 1
     assert len(serving) == 5, serving
     assert all(n == 1 for n in serving.values()), serving
     run_sample()

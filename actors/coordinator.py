@@ -84,11 +84,13 @@ class Coordinator(DurableAgent):
     ) -> list[str]:
         """Start a workflow per product; returns their ids (already running ones included)."""
         faults = faults or FaultSettings()
-        ids: list[str] = []
+        ids = [workflow_id_for(run_id, p) for p in products]
+        # a retried submit (the caller lost the answer) must not start finished workflows again
+        known = await self.journal.known_workflows([w for w in ids if w not in self.workflows])
         commits = []
-        for product in products:
-            workflow_id = workflow_id_for(run_id, product)
-            ids.append(workflow_id)
+        for workflow_id, product in zip(ids, products, strict=True):
+            if workflow_id in known:
+                continue
             plan = (plans or {}).get(workflow_id) or faults.plan_for(workflow_id)
             agent = pick(self.product_agents, product.product_id)
             done = self._start(workflow_id, run_id, product, plan, agent)

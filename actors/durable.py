@@ -76,6 +76,8 @@ class JournalPort(Protocol):
 
     async def unprocessed(self, message_ids: Sequence[str]) -> set[str]: ...
 
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]: ...
+
 
 class Transport(Protocol):
     """Pushes committed messages to their recipients; never raises, retries on its own."""

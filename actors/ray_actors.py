@@ -132,6 +132,10 @@ class RayJournalClient:
         result: list[MessageRecord] = await self._call("pending_messages", recipient, limit)
         return result
 
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        result: set[str] = await self._call("known_workflows", list(workflow_ids))
+        return result
+
     async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
         result: set[str] = await self._call("unprocessed", list(message_ids))
         return result

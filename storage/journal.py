@@ -170,6 +170,9 @@ class Journal:
     async def workflow(self, workflow_id: str) -> WorkflowRow | None:
         return await self._locked(lambda: self._store.workflow(workflow_id))
 
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        return await self._locked(lambda: self._store.known_workflows(workflow_ids))
+
     async def workflow_counts(self, run_id: str | None = None) -> dict[tuple[str, str], int]:
         return await self._locked(lambda: self._store.workflow_counts(run_id))
 

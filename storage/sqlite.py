@@ -307,6 +307,17 @@ class SQLiteEventStore(EventStore):
             row = await cur.fetchone()
         return _workflow(row) if row else None
 
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        ids = list(workflow_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT workflow_id FROM workflows WHERE workflow_id IN ({marks})"
+            async with self.db.execute(sql, chunk) as cur:
+                known.update(row[0] for row in await cur.fetchall())
+        return known
+
     async def workflow_counts(self, run_id: str | None = None) -> dict[tuple[str, str], int]:
         sql = "SELECT status, current_step, COUNT(*) FROM workflows"
         args: tuple[str, ...] = ()

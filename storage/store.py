@@ -160,6 +160,10 @@ class EventStore(ABC):
     @abstractmethod
     async def workflow(self, workflow_id: str) -> WorkflowRow | None: ...
 
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        """Those of `workflow_ids` that exist (in flight or finished)."""
+        return {w for w in workflow_ids if await self.workflow(w) is not None}
+
     @abstractmethod
     async def workflow_counts(self, run_id: str | None = None) -> dict[tuple[str, str], int]:
         """Number of workflows by (status, current_step)."""

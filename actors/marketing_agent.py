@@ -65,6 +65,7 @@ class MarketingAgent(StepAgent):
                     attempts=self.config.step_attempts,
                     backoff_s=self.config.retry_backoff_s,
                 )
+            self.metrics.llm_call(step, generated.provenance)
             event = CampaignGenerated(campaign=generated.campaign, provenance=generated.provenance)
             return [event], []
         message = self.finished(state, "completed", "completed")

@@ -16,15 +16,18 @@ from typing import Any
 import ray
 
 from actors.durable import RecoveryReport
+from actors.metrics import RayMetrics
 from actors.ray_actors import NAMESPACE, AgentActor, AgentStatus
 from storage.journal_actor import JournalActor
 from supervisor.child_spec import ChildSpec
+from supervisor.child_starts import ChildStarts
 
 log = logging.getLogger(__name__)
 
 
 class ChildStatus(AgentStatus):
     state: str
+    restarts: int = 0
 
 
 class Supervisor:
@@ -33,6 +36,7 @@ class Supervisor:
         self.detached = detached
         self.handles: dict[str, Any] = {}
         self.reports: dict[str, RecoveryReport] = {}
+        self.starts = ChildStarts(RayMetrics("supervisor", "supervisor"))
 
     def _create(self, spec: ChildSpec) -> Any:
         options: dict[str, Any] = {
@@ -43,6 +47,7 @@ class Supervisor:
         }
         if self.detached:
             options["lifetime"] = "detached"
+        self.starts.started(spec.role, spec.name)
         if spec.journal is not None:
             cls = ray.remote(JournalActor)
             return cls.options(**options).remote(spec.journal.path, spec.journal.synchronous)
@@ -74,6 +79,7 @@ class Supervisor:
         blank = {
             "name": spec.name, "role": spec.role, "pid": 0, "node_id": "", "epoch": 0,
             "last_seq": 0, "in_flight": 0, "processed": 0, "completed": 0, "failed": 0,
+            "restarts": self.starts.restarts(spec.name),
         }  # fmt: skip
         if handle is None:
             return ChildStatus(state="not started", **blank)
@@ -84,7 +90,7 @@ class Supervisor:
                 blank.update(pid=pid, processed=stats["batches"], last_seq=stats["events"])
                 return ChildStatus(state="alive", **blank)
             status: AgentStatus = await asyncio.wait_for(handle.status.remote(), 5)
-            return ChildStatus(state="alive", **status.model_dump())
+            return ChildStatus(state="alive", restarts=blank["restarts"], **status.model_dump())
         except (ray.exceptions.RayActorError, TimeoutError) as e:
             return ChildStatus(state=f"dead ({type(e).__name__})", **blank)
 

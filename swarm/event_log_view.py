@@ -157,5 +157,12 @@ def events_table(rows: Sequence[Row], *, title: str = "Events") -> Table:
 
 def event_cells(position: int, record: EventRecord) -> tuple[str, ...]:
     stamp = time.strftime("%H:%M:%S", time.localtime(record.recorded_at))
-    return (str(position), stamp, record.stream_id, str(record.seq), record.type,
-            record.workflow_id, detail(record))  # fmt: skip
+    return (
+        str(position),
+        stamp,
+        record.stream_id,
+        str(record.seq),
+        record.type,
+        record.workflow_id,
+        detail(record),
+    )

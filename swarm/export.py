@@ -140,8 +140,9 @@ def shopify_rows(item: ExportedProduct) -> list[dict[str, str]]:
     for index, image in enumerate(listing.images):
         if index == len(rows):
             rows.append({"Handle": listing.handle})
-        rows[index].update({"Image Src": image, "Image Position": str(index + 1),
-                            "Image Alt Text": listing.title})  # fmt: skip
+        rows[index].update(
+            {"Image Src": image, "Image Position": str(index + 1), "Image Alt Text": listing.title}
+        )
     rows[0].update(_product_columns(product, listing, options))
     return rows
 
@@ -214,10 +215,16 @@ def write_campaigns_csv(items: Iterable[ExportedProduct], out: TextIO) -> int:
         if item.campaign is None:
             continue
         c = item.campaign
-        writer.writerow({"Handle": item.listing.handle, "Title": item.listing.title,
-                         "Headline": c.headline, "Email Subject": c.email_subject,
-                         "Email Body": c.email_body,
-                         "Social Posts": "\n".join(c.social_posts)})  # fmt: skip
+        writer.writerow(
+            {
+                "Handle": item.listing.handle,
+                "Title": item.listing.title,
+                "Headline": c.headline,
+                "Email Subject": c.email_subject,
+                "Email Body": c.email_body,
+                "Social Posts": "\n".join(c.social_posts),
+            }
+        )
         count += 1
     return count
 

@@ -135,16 +135,36 @@ def render_status(status: SwarmStatus) -> Group:
 def _actors_table(status: SwarmStatus) -> Table:
     title = "Actors" if status.running else "Actors (no swarm running; streams in the database)"
     table = Table(title=title)
-    columns = ("name", "role", "state", "node", "pid", "restarts", "mailbox", "in flight",
-               "last seq", "snapshot seq", "processed")  # fmt: skip
+    columns = (
+        "name",
+        "role",
+        "state",
+        "node",
+        "pid",
+        "restarts",
+        "mailbox",
+        "in flight",
+        "last seq",
+        "snapshot seq",
+        "processed",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in columns[:4] else "right")
     for a in status.actors:
         state = f"[green]{a.state}[/green]" if a.state == "alive" else f"[yellow]{a.state}[/yellow]"
         live = (a.restarts, a.mailbox, a.in_flight)
         runtime = [str(n) if status.running else "-" for n in live]
-        table.add_row(a.name, a.role, state, a.node or "-", _num(a.pid), *runtime,
-                      str(a.last_seq), str(a.snapshot_seq), _num(a.processed))  # fmt: skip
+        table.add_row(
+            a.name,
+            a.role,
+            state,
+            a.node or "-",
+            _num(a.pid),
+            *runtime,
+            str(a.last_seq),
+            str(a.snapshot_seq),
+            _num(a.processed),
+        )
     return table
 
 

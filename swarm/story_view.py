@@ -60,8 +60,12 @@ def render_story(story: WorkflowStory) -> Group:
     if story.upload is not None:
         u = story.upload
         reply = f"{u.marketplace}: product {u.product_id}, created={u.created}"
-        parts.append(Panel(reply + (f", revision {u.revision}" if u.revision else ""),
-                           title="Marketplace reply (confirm_upload)"))  # fmt: skip
+        parts.append(
+            Panel(
+                reply + (f", revision {u.revision}" if u.revision else ""),
+                title="Marketplace reply (confirm_upload)",
+            )
+        )
     if story.campaign is not None:
         c = story.campaign
         body = Text()
@@ -99,8 +103,13 @@ def _timeline(story: WorkflowStory) -> Table:
     start = story.lines[0].at if story.lines else 0.0
     for line in story.lines:
         style = {"step_failed": "red", "workflow_failed": "red", "crash_injected": "yellow"}
-        table.add_row(f"{line.at - start:.3f}", line.agent, line.step, line.text,
-                      style=style.get(line.type, ""))  # fmt: skip
+        table.add_row(
+            f"{line.at - start:.3f}",
+            line.agent,
+            line.step,
+            line.text,
+            style=style.get(line.type, ""),
+        )
     if story.lines:
         first = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
         table.caption = f"first event at {first}"
@@ -115,8 +124,15 @@ def _llm_table(story: WorkflowStory) -> Table:
         table.add_column(column, justify="right")
     for e in story.llm:
         cost = f"${e.cost_usd:.6f}" if e.priced else "unpriced"
-        table.add_row(e.step, e.agent, e.model, e.prompt_version, str(e.input_tokens),
-                      str(e.output_tokens), cost)  # fmt: skip
+        table.add_row(
+            e.step,
+            e.agent,
+            e.model,
+            e.prompt_version,
+            str(e.input_tokens),
+            str(e.output_tokens),
+            cost,
+        )
     tokens_in, tokens_out = story.tokens
     table.caption = (
         f"{len(story.llm)} calls, {tokens_in} + {tokens_out} tokens, ${story.cost_usd:.6f}"

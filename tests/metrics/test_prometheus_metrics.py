@@ -18,7 +18,8 @@ from actors.coordinator import FaultSettings
 from actors.models import Product
 from actors.ray_actors import NAMESPACE, AgentActor
 from actors.validation import validate_product_data
-from storage.records import EventQuery
+from storage.records import EventQuery, EventRecord
+from storage.store import EventStore
 from supervisor.child_spec import ChildSpec
 from swarm.feeds import parse_feed
 from swarm.ledger import run_ledger_queries, totals
@@ -122,12 +123,11 @@ def test_messages_and_steps_are_counted_by_type_and_step(
 
 
 def test_llm_calls_and_tokens_match_the_ledger(finished_run: Run, metrics_port: int) -> None:
-    queries = run_ledger_queries(finished_run.run_id)
-    records = [
-        e
-        for q in queries
-        for _, e in read_store(finished_run.settings.db_path, lambda s, q=q: s.query_events(q))
-    ]
+    async def ledger_events(store: EventStore) -> list[EventRecord]:
+        queries = run_ledger_queries(finished_run.run_id)
+        return [e for q in queries for _, e in await store.query_events(q)]
+
+    records = read_store(finished_run.settings.db_path, ledger_events)
     ledger = totals(records, finished_run.settings.price_table)
     assert ledger.calls == 2 * finished_run.valid
 

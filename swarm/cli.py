@@ -17,11 +17,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import ray
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,7 +72,7 @@ from swarm.runtime import (
     stop_swarm,
 )
 from swarm.settings import SAMPLE_CATALOG, SwarmSettings
-from swarm.status_view import collect_status, render_status
+from swarm.status_view import SwarmStatus, collect_status, render_status
 from swarm.story_view import WorkflowNotFoundError, load_story, render_story
 
 console = Console()
@@ -137,7 +137,13 @@ def _events_parser(events: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = SwarmSettings()
+    try:
+        settings = SwarmSettings()
+    except ValidationError as e:
+        for error in e.errors(include_input=False):  # the input may be a secret
+            where = ".".join(str(part) for part in error["loc"])
+            notes.print(Text.assemble(("error: ", "red"), f"setting {where}: {error['msg']}"))
+        return 2
     try:
         if args.command == "run":
             return cmd_run(args, settings)
@@ -254,7 +260,9 @@ def _print_summary(summary: RunSummary) -> None:
     table.add_row("LLM cost (estimated)", f"${llm.cost_usd:.4f}{unpriced}")
     table.add_row("crashes injected", str(llm.crashes))
     repeated = f"{llm.repeated_calls} (${llm.repeated_cost_usd:.4f})"
-    table.add_row("LLM calls repeated", repeated if llm.repeated_calls else f"[green]{repeated}[/]")
+    table.add_row(
+        "LLM calls repeated", f"[{'red' if llm.repeated_calls else 'green'}]{repeated}[/]"
+    )
     console.print(table)
     if summary.failures:
         failures = Table(title="Failed products")
@@ -278,7 +286,7 @@ def _attach(address: str | None) -> bool:
 def cmd_status(args: argparse.Namespace, settings: SwarmSettings) -> int:
     attached = _attach(args.address or settings.ray_address)
 
-    def current() -> Any:
+    def current() -> SwarmStatus:
         return collect_status(settings.db_path, find_swarm() if attached else None)
 
     if args.json:
@@ -295,7 +303,7 @@ def cmd_status(args: argparse.Namespace, settings: SwarmSettings) -> int:
     return 0
 
 
-def _refreshes(args: argparse.Namespace) -> Any:
+def _refreshes(args: argparse.Namespace) -> Iterator[int]:
     """0, 1, 2, ...: once without --watch, else every --interval s (--iterations times)."""
     n = 0
     while True:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from storage.records import EventQuery, EventRecord
@@ -151,7 +152,7 @@ def events_table(rows: Sequence[Row], *, title: str = "Events") -> Table:
     for column in ("#", "time", "stream", "seq", "type", "workflow", "what happened"):
         table.add_column(column, overflow="fold")
     for position, record in rows:
-        table.add_row(*event_cells(position, record))
+        table.add_row(*(escape(cell) for cell in event_cells(position, record)))
     return table
 
 

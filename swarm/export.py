@@ -76,7 +76,7 @@ async def latest_run(store: EventStore) -> str:
 async def load_run_outputs(
     store: EventStore, run_id: str, prices: PriceTable
 ) -> list[ExportedProduct]:
-    """The run's products that have a generated listing, in the order they were submitted."""
+    """The run's products that have a generated listing, in feed order."""
 
     async def of_type(kind: str) -> list[EventRecord]:
         query = EventQuery(workflow_prefix=run_prefix(run_id), type=kind, limit=10_000_000)
@@ -103,7 +103,7 @@ async def load_run_outputs(
         if entry is not None:
             llm.setdefault(record.workflow_id, []).append(entry)
     statuses = {w.workflow_id: w.status for w in await store.workflows(run_id, limit=10_000_000)}
-    return [
+    exported = [
         ExportedProduct(
             workflow_id=workflow_id,
             run_id=run_id,
@@ -116,6 +116,8 @@ async def load_run_outputs(
         for workflow_id, product in products.items()
         if workflow_id in listings
     ]
+    # chunks of a feed are submitted concurrently: the feed's own row order is the order
+    return sorted(exported, key=lambda e: e.product.source_row or 0)
 
 
 # --- Shopify product CSV --------------------------------------------------------------

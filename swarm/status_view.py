@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
 from rich.console import Group
 from rich.table import Table
 
@@ -115,7 +116,12 @@ def collect_status(db_path: Path, supervisor: Any | None) -> SwarmStatus:
         view = read_database(db_path, database_view)
     except NoDatabaseError:
         view = DatabaseView()
-    actors = tuple(live_actors(supervisor)) if supervisor is not None else view.streams
+    actors = view.streams
+    if supervisor is not None:
+        try:
+            actors = tuple(live_actors(supervisor))
+        except (RayActorError, ActorUnavailableError):
+            supervisor = None  # it stopped since it was found: show the database's view
     by_status: dict[str, int] = {}
     for row in view.steps:
         by_status[row.status] = by_status.get(row.status, 0) + row.count

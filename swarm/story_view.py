@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Group, RenderableType
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -62,7 +63,7 @@ def render_story(story: WorkflowStory) -> Group:
         reply = f"{u.marketplace}: product {u.product_id}, created={u.created}"
         parts.append(
             Panel(
-                reply + (f", revision {u.revision}" if u.revision else ""),
+                Text(reply + (f", revision {u.revision}" if u.revision else "")),
                 title="Marketplace reply (confirm_upload)",
             )
         )
@@ -93,7 +94,7 @@ def _header(story: WorkflowStory) -> Panel:
             else "not resumed yet"
         )
         text.append(f"crash: {r.agent} at {r.step}; {resumed}\n", style="yellow")
-    return Panel(text, title=f"Workflow {story.workflow_id}")
+    return Panel(text, title=escape(f"Workflow {story.workflow_id}"))
 
 
 def _timeline(story: WorkflowStory) -> Table:
@@ -101,13 +102,13 @@ def _timeline(story: WorkflowStory) -> Table:
     for column in ("+s", "agent", "step", "what happened"):
         table.add_column(column, overflow="fold", justify="right" if column == "+s" else "left")
     start = story.lines[0].at if story.lines else 0.0
+    style = {"step_failed": "red", "workflow_failed": "red", "crash_injected": "yellow"}
     for line in story.lines:
-        style = {"step_failed": "red", "workflow_failed": "red", "crash_injected": "yellow"}
         table.add_row(
             f"{line.at - start:.3f}",
             line.agent,
             line.step,
-            line.text,
+            escape(line.text),
             style=style.get(line.type, ""),
         )
     if story.lines:
@@ -127,8 +128,8 @@ def _llm_table(story: WorkflowStory) -> Table:
         table.add_row(
             e.step,
             e.agent,
-            e.model,
-            e.prompt_version,
+            escape(e.model),
+            escape(e.prompt_version),
             str(e.input_tokens),
             str(e.output_tokens),
             cost,

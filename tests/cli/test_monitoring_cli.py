@@ -146,6 +146,13 @@ def test_status_watch_refreshes_as_often_as_asked(cli: Any) -> None:
     assert [s["running"] for s in json_lines(out)] == [True, True, True]
 
 
+def test_status_watch_redraws_the_tables(cli: Any) -> None:
+    code, out, _ = cli("status", "--watch", "--iterations", "2", "--interval", "0.01")
+    assert code == 0
+    assert "marketing-agent-0" in out
+    assert "Workflows in" in out
+
+
 def test_status_without_a_swarm_shows_the_database(finished_run: Run, tmp_path: Path) -> None:
     process = separate_process(["status", "--json"], finished_run.settings.db_path, tmp_path)
     out, err = process.communicate(timeout=120)

@@ -54,7 +54,12 @@ class FaultSettings(FrozenModel):
 
 
 def workflow_id_for(run_id: str, product: Product) -> str:
-    return f"{run_id}:{product.product_id}"
+    return f"{run_prefix(run_id)}{product.product_id}"
+
+
+def run_prefix(run_id: str) -> str:
+    """What every workflow id of the run starts with."""
+    return f"{run_id}:"
 
 
 def _step(name: str) -> Step:

@@ -40,6 +40,7 @@ from actors.events import (
     decode_event,
     encode_event,
 )
+from actors.metrics import NO_METRICS, SwarmMetrics
 from actors.models import FrozenModel
 from actors.protocol import MAX_MESSAGE_BYTES, Envelope, ProtocolError, decode_envelope
 from actors.workflow import WorkflowState, accept, apply
@@ -116,6 +117,8 @@ class RecoveryReport(FrozenModel):
     in_flight: int
     pending_messages: int
     millis: float
+    snapshot_age_s: float | None = None
+    """Seconds between the snapshot recovery started from and the recovery; None: none."""
 
 
 @dataclass
@@ -159,6 +162,8 @@ class DurableAgent(ABC):
         """Told when a task dies of an unexpected error (the Ray host tells the supervisor)."""
         self.before_injected_crash: Callable[[str], Awaitable[None]] = _nothing
         """Awaited before a crash injected on purpose (the supervisor does not count it)."""
+        self.metrics: SwarmMetrics = NO_METRICS
+        """Where the agent records its metrics (the Ray wrapper sets `RayMetrics`)."""
 
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> RecoveryReport:
@@ -166,9 +171,11 @@ class DurableAgent(ABC):
         position = await self.journal.open_stream(self.name)
         self.epoch = position.epoch
         snapshot = await self.journal.latest_snapshot(self.name)
+        snapshot_age_s = None
         if snapshot is not None:
             self._restore(AgentSnapshot.model_validate_json(snapshot.state))
             self._snapshot_seq = snapshot.seq
+            snapshot_age_s = max(0.0, time.time() - snapshot.taken_at)
         self._last_seq = self._snapshot_seq
         replayed = await self._replay()
         self._next_seq = self._last_seq + 1
@@ -179,7 +186,7 @@ class DurableAgent(ABC):
         for workflow_id in list(self.workflows):
             self._spawn(self.advance(workflow_id))
         self._spawn(self._poll_loop())
-        return RecoveryReport(
+        report = RecoveryReport(
             agent=self.name,
             epoch=self.epoch,
             snapshot_seq=self._snapshot_seq,
@@ -188,7 +195,12 @@ class DurableAgent(ABC):
             in_flight=len(self.workflows),
             pending_messages=pending,
             millis=(time.perf_counter() - began) * 1000,
+            snapshot_age_s=snapshot_age_s,
         )
+        self.metrics.recovered(
+            events_replayed=replayed, snapshot_age_s=snapshot_age_s, serve_ms=report.millis
+        )
+        return report
 
     def _restore(self, snapshot: AgentSnapshot) -> None:
         self.workflows = {w.task_id: w for w in snapshot.workflows}
@@ -400,6 +412,7 @@ class DurableAgent(ABC):
             try:
                 envelope = decode_envelope(body)
             except ProtocolError as e:
+                self.metrics.message_failed("invalid")
                 await self._reject(e, body)
                 continue
             if envelope.message_id in self._inflight_ids or envelope.message_id in self._recent_ids:
@@ -418,8 +431,22 @@ class DurableAgent(ABC):
     async def _handle(self, envelope: Envelope) -> None:
         try:
             await self.on_message(envelope)
+        except Exception:
+            self.metrics.message_failed(envelope.type)
+            raise
         finally:
             self._inflight_ids.discard(envelope.message_id)
+        self.metrics.message_processed(envelope.type)
+
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages delivered to this agent and not yet processed."""
+        return len(self._inflight_ids)
+
+    @property
+    def snapshot_seq(self) -> int:
+        """The sequence number the latest snapshot covers (0: none yet)."""
+        return self._snapshot_seq
 
     def _consumed(self, message_id: str) -> None:
         self._inflight_ids.discard(message_id)
@@ -443,6 +470,7 @@ class DurableAgent(ABC):
         self, message_id: str, reason: str, body: str, *, consume: bool = True
     ) -> None:
         log.warning("%s: message %.80r dead-lettered: %s", self.name, message_id, reason)
+        self.metrics.message_dead_lettered()
         letter = DeadLetter(message_id=message_id, recipient=self.name, reason=reason, body=body)
         await self.record("", (), processed=[message_id] if consume else [], dead=[letter])
 

@@ -62,6 +62,7 @@ class MarketingAgent(StepAgent):
                     attempts=self.config.step_attempts,
                     backoff_s=self.config.retry_backoff_s,
                 )
+            self.metrics.llm_call(step, generated.provenance)
             campaign = safe_campaign(generated.campaign)
             event = CampaignGenerated(campaign=campaign, provenance=generated.provenance)
             return [event], []

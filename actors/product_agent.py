@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import zlib
 from collections.abc import Callable
 
@@ -116,6 +117,7 @@ class StepAgent(DurableAgent):
                 await self.record(workflow_id, [CrashInjected(step=step)])
                 await self.before_injected_crash(step)
                 self._crash()
+            began = time.perf_counter()
             try:
                 check_fail_step(state, step)
                 events, send = await self.run_step(state, step)
@@ -124,6 +126,8 @@ class StepAgent(DurableAgent):
             except (InjectedFailureError, ExternalCallError) as e:
                 events, send = self._failed(state, step, f"{type(e).__name__}: {e}")
             await self.record(workflow_id, events, send=send)
+            failed = any(isinstance(e, StepFailed) for e in events)
+            self.metrics.step_finished(step, time.perf_counter() - began, failed=failed)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         raise NotImplementedError
@@ -187,6 +191,7 @@ class ProductAgent(StepAgent):
                     attempts=self.config.step_attempts,
                     backoff_s=self.config.retry_backoff_s,
                 )
+            self.metrics.llm_call(step, generated.provenance)
             return self._guarded(state, generated)
         if step == STEP_UPLOAD:
             async with self._effects:

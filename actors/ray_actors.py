@@ -22,7 +22,9 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.coordinator import Coordinator, FaultSettings
 from actors.durable import AgentConfig, DurableAgent, RecoveryReport
+from actors.llm_pricing import PriceTable
 from actors.marketing_agent import MarketingAgent
+from actors.metrics import RayMetrics
 from actors.models import FrozenModel, Product
 from actors.ports import ContentWriter, Marketplace
 from actors.product_agent import ProductAgent
@@ -40,6 +42,8 @@ from storage.records import (
 log = logging.getLogger(__name__)
 NAMESPACE = "swarm"
 _ACTOR_GONE = (RayActorError, ActorUnavailableError)
+SAMPLE_EVERY_S = 1.0
+"""How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
 
 
 class ActorLookupError(Exception):
@@ -190,6 +194,8 @@ class AgentSpec(FrozenModel):
     marketplace: Any = None
     effect_concurrency: int = 64
     retry_deadline_s: float = 60.0
+    llm_prices: PriceTable = PriceTable()
+    """Prices per model for the LLM cost metric."""
 
 
 class AgentStatus(FrozenModel):
@@ -203,9 +209,19 @@ class AgentStatus(FrozenModel):
     processed: int
     completed: int
     failed: int
+    mailbox: int = 0
+    """Messages delivered and not yet processed."""
+    snapshot_seq: int = 0
 
 
 def build_agent(spec: AgentSpec) -> DurableAgent:
+    """The agent `spec` describes, recording its metrics through Ray."""
+    agent = _build(spec)
+    agent.metrics = RayMetrics(spec.config.role, spec.config.name, spec.llm_prices)
+    return agent
+
+
+def _build(spec: AgentSpec) -> DurableAgent:
     journal = RayJournalClient(spec.journal_name, spec.retry_deadline_s)
     transport = RayTransport(spec.retry_deadline_s)
     if spec.kind == "coordinator":
@@ -239,6 +255,7 @@ class AgentActor:
         logging.basicConfig(level=logging.INFO)
         self.spec = spec
         self._agent = None if spec is None else build_agent(spec)
+        self._sampler: asyncio.Task[None] | None = None
 
     @property
     def agent(self) -> DurableAgent:
@@ -249,7 +266,25 @@ class AgentActor:
     async def start(self) -> RecoveryReport:
         self.agent.on_crash = self._report_crash
         self.agent.before_injected_crash = self._announce_crash
-        return await self.agent.start()
+        report = await self.agent.start()
+        if self._sampler is None:
+            self._sampler = asyncio.ensure_future(self._sample_every(SAMPLE_EVERY_S))
+        return report
+
+    async def _sample_every(self, interval_s: float) -> None:
+        """Keep the gauges current: they describe state, so they are sampled, not counted."""
+        agent = self.agent
+        while True:
+            running = len(agent.workflows)
+            handed_off = agent.processed - running - agent.completed - agent.failed
+            workflows = {
+                "running": running,
+                "handed_off": max(handed_off, 0),
+                "completed": agent.completed,
+                "failed": agent.failed,
+            }
+            agent.metrics.sampled(mailbox_depth=agent.mailbox_depth, workflows=workflows)
+            await asyncio.sleep(interval_s)
 
     async def _announce_crash(self, step: str) -> None:
         """A crash injected on purpose: the supervisor restarts it without counting it."""
@@ -306,6 +341,8 @@ class AgentActor:
             processed=agent.processed,
             completed=agent.completed,
             failed=agent.failed,
+            mailbox=agent.mailbox_depth,
+            snapshot_seq=agent.snapshot_seq,
         )
 
     def pid(self) -> int:

@@ -111,6 +111,9 @@ class InMemoryEventStore(EventStore):
             and (query.stream_id is None or e.stream_id == query.stream_id)
             and (query.type is None or e.type == query.type)
             and (query.since is None or e.recorded_at >= query.since)
+            and (query.until is None or e.recorded_at < query.until)
+            and (not query.workflow_prefix or e.workflow_id.startswith(query.workflow_prefix))
+            and (query.stream_ids is None or e.stream_id in query.stream_ids)
         ]
         if query.newest_first:
             matches.reverse()

@@ -124,10 +124,18 @@ class AppendResult(Record):
 
 
 class EventQuery(Record):
+    """Which events to read: every filter given must match; times are `recorded_at`."""
+
     workflow_id: str | None = None
+    workflow_prefix: str | None = None
+    """Workflow ids starting with this, e.g. `"{run_id}:"` for one run's events."""
     stream_id: str | None = None
+    stream_ids: tuple[str, ...] | None = None
+    """Any of these streams (an empty tuple matches none)."""
     type: str | None = None
     since: float | None = None
+    until: float | None = None
+    """Recorded before this time (exclusive)."""
     after_rowid: int = 0
     limit: int = Field(default=100, ge=1)
     newest_first: bool = False

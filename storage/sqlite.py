@@ -256,6 +256,17 @@ class SQLiteEventStore(EventStore):
         if query.since is not None:
             where.append("recorded_at >= ?")
             args.append(query.since)
+        if query.until is not None:
+            where.append("recorded_at < ?")
+            args.append(query.until)
+        if query.workflow_prefix:
+            # a range on the indexed column: the ids from the prefix up to its successor
+            prefix = query.workflow_prefix
+            where.append("workflow_id >= ? AND workflow_id < ?")
+            args.extend((prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)))
+        if query.stream_ids is not None:
+            where.append(f"stream_id IN ({', '.join('?' * len(query.stream_ids)) or 'NULL'})")
+            args.extend(query.stream_ids)
         order = "DESC" if query.newest_first else "ASC"
         async with self.db.execute(
             f"SELECT position, {_EVENT_COLS} FROM events WHERE {' AND '.join(where)} "

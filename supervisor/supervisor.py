@@ -41,11 +41,13 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.durable import RecoveryReport
+from actors.metrics import RayMetrics
 from actors.models import FrozenModel
 from actors.ray_actors import NAMESPACE, AgentActor, AgentStatus
 from storage.journal_actor import JournalActor
 from storage.records import AppendBatch, AppendRefusal, EventRecord
 from supervisor.child_spec import ChildSpec
+from supervisor.child_starts import ChildStarts
 from supervisor.events import (
     SUPERVISOR_STREAM,
     ChildDied,
@@ -146,6 +148,8 @@ class Supervisor:
         self._lock = asyncio.Lock()
         self._booted: asyncio.Task[list[RecoveryReport]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.starts = ChildStarts(RayMetrics("supervisor", "supervisor"))
+        """Starts and restarts per child, for the metrics."""
 
     # --- start and recovery -------------------------------------------------------------
     async def start(self) -> list[RecoveryReport]:
@@ -320,6 +324,7 @@ class Supervisor:
                 ray.kill(handle, no_restart=True)
         child.handle, child.actor, child.pid, child.state = handle, name, pid, "alive"
         child.last_report = report
+        self.starts.started(child.spec.role, child.spec.name)
         child.exiting_normally = False
         self._watch(child)
         millis = (time.perf_counter() - began) * 1000

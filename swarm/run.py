@@ -2,7 +2,8 @@
 
 Products go to the coordinator in chunks; progress is read from the journal's
 workflow read model (how many workflows stand at or past each step). The run
-ends when every submitted workflow is `completed` or `failed`.
+ends when every submitted workflow is `completed` or `failed`; its summary
+adds the run's LLM ledger (calls, tokens, cost, and what crashes cost).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors.coordinator import FaultSettings
+from actors.llm_pricing import PriceTable
 from actors.models import Product
 from actors.protocol import STEPS
+from storage.records import EventRecord
+from swarm.ledger import LedgerTotals, run_ledger_queries, totals
 from swarm.runtime import find_swarm, whereis
 
 STAGES = (*STEPS, "completed")
@@ -33,6 +37,7 @@ class RunSummary:
     wall_s: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     """(product id, step, reason) of each failed workflow."""
+    llm: LedgerTotals = field(default_factory=LedgerTotals)
 
     @property
     def terminal(self) -> int:
@@ -162,9 +167,14 @@ def wait_for_unfinished(
         time.sleep(poll_s)
 
 
-def summarize(journal: Any, run_id: str, submitted: int, wall_s: float) -> RunSummary:
+def summarize(
+    journal: Any, run_id: str, submitted: int, wall_s: float, prices: PriceTable | None = None
+) -> RunSummary:
     rows = ray.get(journal.workflows.remote(run_id, None, 1_000_000))
     summary = RunSummary(run_id=run_id, submitted=submitted, wall_s=wall_s)
+    answers = ray.get([journal.query_events.remote(q) for q in run_ledger_queries(run_id)])
+    records: list[EventRecord] = [e for rows_of in answers for _, e in rows_of]
+    summary.llm = totals(records, prices or PriceTable())
     for row in rows:
         if row.status == "completed":
             summary.completed += 1

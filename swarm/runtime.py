@@ -34,6 +34,14 @@ from swarm.settings import SwarmSettings
 
 log = logging.getLogger(__name__)
 SUPERVISOR = "supervisor"
+ROLES: dict[str, str] = {
+    "journal": "journal",
+    "coordinator": "coordinator",
+    "product-agent": "product-upload",
+    "marketing-agent": "marketing",
+    SUPERVISOR: "supervisor",
+}
+"""Actor name (without the pool index) -> role. An agent's event stream has its name."""
 
 
 class RayConnectionError(Exception):
@@ -128,6 +136,7 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             marketplace=marketplace,
             effect_concurrency=settings.effect_concurrency,
             retry_deadline_s=settings.retry_deadline_s,
+            llm_prices=settings.price_table,
         )
         restart = settings.restart_types.get(name, "permanent")
         return ChildSpec(name=name, role=role, agent=spec, restart=restart)
@@ -144,6 +153,12 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
         *(agent(n, "product-upload", "product") for n in products),
         *(agent(n, "marketing", "marketing") for n in marketing),
     ]
+
+
+def role_of(name: str) -> str:
+    """The role of the swarm actor (or event stream) `name`: `product-agent-3` -> product-upload."""
+    base = name.rstrip("0123456789").removesuffix("-") if name[-1:].isdigit() else name
+    return ROLES.get(base, base)
 
 
 def content_writer(settings: SwarmSettings) -> OfflineWriter | OpenAIWriter:

@@ -11,12 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from actors.llm_pricing import ModelPrice, PriceTable
 from swarm.feed_results import FeedLimits
+from swarm.llm_offline import OFFLINE_MODEL_NAME
 
 SAMPLE_CATALOG = Path(__file__).parent / "sample_data" / "catalog.csv"
+
+DEFAULT_LLM_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(input=0.15, output=0.60),
+    "gpt-4o": ModelPrice(input=2.50, output=10.00),
+    OFFLINE_MODEL_NAME: ModelPrice(input=0.0, output=0.0),
+}
+"""USD per million tokens; `SWARM_LLM_PRICES` adds models or overrides these."""
 
 
 class SwarmSettings(BaseSettings):
@@ -73,6 +82,8 @@ class SwarmSettings(BaseSettings):
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("SWARM_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
+    llm_prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_LLM_PRICES))
+    """Model -> {"input": USD, "output": USD} per million tokens, as JSON in SWARM_LLM_PRICES."""
 
     marketplace_url: str | None = None
     """Set to publish to a REST marketplace; unset uses the local catalog table."""
@@ -86,3 +97,12 @@ class SwarmSettings(BaseSettings):
             max_title_chars=self.feed_max_title_chars,
             max_products=self.feed_max_products,
         )
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _over_default_prices(cls, prices: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        return {**DEFAULT_LLM_PRICES, **prices}
+
+    @property
+    def price_table(self) -> PriceTable:
+        return PriceTable(prices=self.llm_prices)

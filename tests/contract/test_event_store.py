@@ -19,6 +19,7 @@ from storage.records import (
     AppendBatch,
     AppendResult,
     DuplicateDeliveryError,
+    EventQuery,
     EventRecord,
     FencedError,
     MessageRecord,
@@ -40,6 +41,16 @@ def events(stream: str, first: int, count: int) -> tuple[EventRecord, ...]:
         EventRecord(stream_id=stream, seq=s, event_id=uuid.uuid4().hex, type="t", payload="{}")
         for s in range(first, first + count)
     )
+
+
+def workflow_events(stream: str, first: int, workflow_ids: list[str]) -> tuple[EventRecord, ...]:
+    return tuple(
+        EventRecord(
+            stream_id=stream, seq=first + i, event_id=uuid.uuid4().hex, type="t",
+            workflow_id=w, payload="{}",
+        )
+        for i, w in enumerate(workflow_ids)
+    )  # fmt: skip
 
 
 def message(recipient: str) -> MessageRecord:
@@ -165,6 +176,48 @@ class EventStoreContract:
             return first, second, entry.revision
 
         assert run(scenario()) == (True, True, 1)
+
+    def test_a_workflow_prefix_selects_one_runs_events(self, store: EventStore) -> None:
+        async def scenario() -> list[str]:
+            pos = await store.open_stream("a")
+            ids = ["run-1:a", "run-10:a", "run-1:b", "run-2:a", "run-1:"]
+            batch = AppendBatch(stream_id="a", epoch=pos.epoch, events=workflow_events("a", 1, ids))
+            await store.commit([batch])
+            rows = await store.query_events(EventQuery(workflow_prefix="run-1:"))
+            return [e.workflow_id for _, e in rows]
+
+        assert run(scenario()) == ["run-1:a", "run-1:b", "run-1:"]
+
+    def test_stream_ids_select_any_of_several_streams(self, store: EventStore) -> None:
+        async def scenario() -> tuple[list[str], int]:
+            for stream in ("a", "b", "c"):
+                pos = await store.open_stream(stream)
+                await store.commit(
+                    [AppendBatch(stream_id=stream, epoch=pos.epoch, events=events(stream, 1, 2))]
+                )
+            rows = await store.query_events(EventQuery(stream_ids=("a", "c")))
+            none = await store.query_events(EventQuery(stream_ids=()))
+            return [e.stream_id for _, e in rows], len(none)
+
+        assert run(scenario()) == (["a", "a", "c", "c"], 0)
+
+    def test_since_and_until_split_the_log_at_a_time(self, store: EventStore) -> None:
+        async def scenario() -> tuple[int, list[tuple[int, EventRecord]], list[int]]:
+            pos = await store.open_stream("a")
+            for first in (1, 3, 5):
+                await store.commit(
+                    [AppendBatch(stream_id="a", epoch=pos.epoch, events=events("a", first, 2))]
+                )
+            stored = await store.read_stream("a")
+            cut = stored[2].recorded_at  # when the second batch was committed
+            before = await store.query_events(EventQuery(until=cut))
+            after = await store.query_events(EventQuery(since=cut))
+            return len(stored), before, [e.seq for _, e in after]
+
+        total, before, after = run(scenario())
+        assert all(e.seq < 3 for _, e in before)  # until is exclusive
+        assert {3, 4, 5, 6} <= set(after)
+        assert len(before) + len(after) == total
 
 
 class TestInMemoryEventStore(EventStoreContract):

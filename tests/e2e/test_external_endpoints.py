@@ -57,3 +57,26 @@ def test_products_flow_through_the_llm_and_marketplace_servers_once_each(
     variants = stored["variants"]
     assert isinstance(variants, list)
     assert [Decimal(str(v["price"])) for v in variants] == [v.price for v in first.variants]
+
+
+def test_the_run_summary_prices_the_tokens_the_llm_server_reported(
+    swarm_factory: Callable[..., SwarmSettings],
+) -> None:
+    tokens_in, tokens_out, dated_model = 240, 60, "gpt-4o-mini-2024-07-18"
+    with OpenAIStub(fixed_usage=(tokens_in, tokens_out), reported_model=dated_model) as llm:
+        settings = swarm_factory(
+            openai_api_key=SecretStr(API_KEY), openai_base_url=llm.base_url, llm_model="gpt-4o-mini"
+        )
+        products = [p for p in parse_feed(SAMPLE_CATALOG).products if not p.feed_errors][:6]
+        run_id = new_run_id()
+        ids = submit_products(coordinator(), run_id, products, FaultSettings(), chunk=3)
+        wait_for_run(journal(), run_id, len(ids), timeout_s=120)
+        paid = llm.paid_calls
+
+    ledger = summarize(journal(), run_id, len(ids), 1.0, settings.price_table).llm
+    assert ledger.calls == paid == 2 * len(products)
+    assert (ledger.input_tokens, ledger.output_tokens) == (paid * tokens_in, paid * tokens_out)
+    per_call = (tokens_in * 0.15 + tokens_out * 0.60) / 1_000_000  # gpt-4o-mini's default price
+    assert ledger.cost_usd == pytest.approx(paid * per_call)
+    assert ledger.calls_by_model == {dated_model: paid}
+    assert (ledger.repeated_calls, ledger.unpriced_models) == (0, ())

@@ -94,6 +94,8 @@ class AgentConfig(FrozenModel):
     max_batch_events: int = 5_000
     mailbox_poll_s: float = 2.0
     step_attempts: int = 3
+    poison_attempts: int = 3
+    """Isolated runs of a step that may kill the agent before its workflow is quarantined."""
     retry_backoff_s: float = 0.2
 
 

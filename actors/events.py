@@ -91,6 +91,19 @@ class CampaignGenerated(FrozenModel):
     provenance: LLMProvenance
 
 
+class WorkflowResumed(FrozenModel):
+    """A recovering agent took over this workflow in flight: its previous process died."""
+
+    kind: Literal["workflow_resumed"] = "workflow_resumed"
+
+
+class IsolatedAttempt(FrozenModel):
+    """The workflow runs `step` alone in its agent: if the process dies now, it is the cause."""
+
+    kind: Literal["isolated_attempt"] = "isolated_attempt"
+    step: str
+
+
 class CrashInjected(FrozenModel):
     """Recorded just before an injected crash, so the fault fires once, not on every replay."""
 
@@ -132,6 +145,8 @@ Event = Annotated[
     | UploadConfirmed
     | CampaignGenerated
     | CrashInjected
+    | WorkflowResumed
+    | IsolatedAttempt
     | StepFailed
     | WorkflowHandedOff
     | WorkflowCompleted

@@ -17,12 +17,13 @@ import asyncio
 import os
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from actors.durable import AgentConfig, DurableAgent, JournalPort, Transport
 from actors.events import (
     CrashInjected,
     Event,
+    IsolatedAttempt,
     ListingGenerated,
     ListingRejected,
     ProductValidated,
@@ -30,6 +31,7 @@ from actors.events import (
     UploadConfirmed,
     WorkflowAccepted,
     WorkflowHandedOff,
+    WorkflowResumed,
 )
 from actors.listing_guard import MAX_LISTING_REJECTIONS, ListingRejectedError, guard_listing
 from actors.models import UploadReceipt
@@ -49,6 +51,11 @@ from actors.protocol import (
 from actors.steps import InjectedFailureError, check_fail_step, should_crash, with_retries
 from actors.validation import validate_product_data
 from actors.workflow import WorkflowState
+from storage.records import DeadLetter
+
+
+async def _ignore(state: WorkflowState, reason: str) -> None:
+    return None
 
 
 class InvalidProductError(ValueError):
@@ -76,6 +83,14 @@ class StepAgent(DurableAgent):
     ) -> None:
         super().__init__(config, journal, transport)
         self._crash = crash or (lambda: os._exit(1))
+        self.on_quarantine: Callable[[WorkflowState, str], Awaitable[None]] = _ignore
+        """Awaited when a workflow is quarantined (the Ray host tells the supervisor)."""
+        self._marked: set[str] = set()
+        self._open = asyncio.Event()
+        self._open.set()
+        self._isolation = asyncio.Lock()
+        self._active = 0
+        self._idle = asyncio.Condition()
 
     async def on_message(self, envelope: Envelope) -> None:
         accepted = self.acceptance(envelope)
@@ -111,13 +126,73 @@ class StepAgent(DurableAgent):
         return None
 
     async def advance(self, workflow_id: str) -> None:
+        """Run the workflow's remaining steps here.
+
+        Poison detection: a workflow inherited from a dead process is counted
+        (`WorkflowResumed`). One that was in flight at two deaths is a suspect: its
+        next step runs alone in the agent (others wait at the gate), after an
+        `IsolatedAttempt` is committed, so a death then is its doing. After
+        `poison_attempts` such deaths it is quarantined instead of run again:
+        failed with the reason, its message in dead letters, the supervisor told.
+        """
+        state = self.workflows.get(workflow_id)
+        if state is not None and workflow_id in self.recovered and workflow_id not in self._marked:
+            self._marked.add(workflow_id)
+            state = await self.record(workflow_id, [WorkflowResumed()])
+        suspect = state is not None and state.resumed >= 2
         while (state := self.workflows.get(workflow_id)) is not None and not state.terminal:
-            step = state.current_step
-            if should_crash(state, step):
-                await self.record(workflow_id, [CrashInjected(step=step)])
-                await self.before_injected_crash(step)
-                self._crash()
-            began = time.perf_counter()
+            if suspect:
+                await self._isolated_step(workflow_id)
+                suspect = False
+            else:
+                await self._open.wait()
+                await self._step(workflow_id, state)
+
+    async def _isolated_step(self, workflow_id: str) -> None:
+        async with self._isolation:
+            self._open.clear()
+            try:
+                async with self._idle:
+                    await self._idle.wait_for(lambda: self._active == 0)
+                state = self.workflows.get(workflow_id)
+                if state is None or state.terminal:
+                    return
+                if state.isolated_attempts >= self.config.poison_attempts:
+                    await self._quarantine(state)
+                    return
+                state = await self.record(workflow_id, [IsolatedAttempt(step=state.current_step)])
+                if state is not None:
+                    await self._step(workflow_id, state)
+            finally:
+                self._open.set()
+
+    async def _quarantine(self, state: WorkflowState) -> None:
+        step = state.current_step
+        reason = (
+            f"quarantined: the agent's process died {state.isolated_attempts} times running "
+            f"{step} for this product alone (a poison message)"
+        )
+        letter = DeadLetter(
+            message_id=state.inbox_message_id or state.task_id,
+            recipient=self.name,
+            reason=reason,
+            body=state.product_data.model_dump_json(),
+        )
+        events, send = self._failed(state, step, reason)
+        await self.record(state.task_id, events, send=send, dead=[letter])
+        await self.on_quarantine(state, reason)
+
+    async def _step(self, workflow_id: str, state: WorkflowState) -> None:
+        step = state.current_step
+        if state.faults.poison_step == step:
+            self._crash()  # unannounced, every time: what a poison message does
+        if should_crash(state, step):
+            await self.record(workflow_id, [CrashInjected(step=step)])
+            await self.before_injected_crash(step)
+            self._crash()
+        self._active += 1
+        began = time.perf_counter()
+        try:
             try:
                 check_fail_step(state, step)
                 events, send = await self.run_step(state, step)
@@ -126,8 +201,12 @@ class StepAgent(DurableAgent):
             except (InjectedFailureError, ExternalCallError) as e:
                 events, send = self._failed(state, step, f"{type(e).__name__}: {e}")
             await self.record(workflow_id, events, send=send)
-            failed = any(isinstance(e, StepFailed) for e in events)
-            self.metrics.step_finished(step, time.perf_counter() - began, failed=failed)
+        finally:
+            self._active -= 1
+            async with self._idle:
+                self._idle.notify_all()
+        failed = any(isinstance(e, StepFailed) for e in events)
+        self.metrics.step_finished(step, time.perf_counter() - began, failed=failed)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         raise NotImplementedError
@@ -221,19 +300,27 @@ class ProductAgent(StepAgent):
         if listing is None:  # pragma: no cover - the fold sets it with the listing
             raise ValueError("no listing to upload")
         key = f"{state.task_id}:upload"
-        if state.task_id in self.recovered:
-            existing = await self.marketplace.get_listing(listing.product_id)
-            if existing == listing:
-                receipt = UploadReceipt(
-                    product_id=listing.product_id, marketplace=self.marketplace.name, created=False
-                )
-                return UploadConfirmed(receipt=receipt, reconciled=True)
-        receipt = await with_retries(
-            lambda: self.marketplace.put_listing(listing, key),
-            attempts=self.config.step_attempts,
-            backoff_s=self.config.retry_backoff_s,
+        # an outcome is unknown after a crash (inherited workflow) or a failed attempt:
+        # look the product up first and write only if the marketplace lacks this listing
+        unknown = state.task_id in self.recovered
+
+        async def attempt() -> UploadConfirmed:
+            nonlocal unknown
+            if unknown:
+                existing = await self.marketplace.get_listing(listing.product_id)
+                if existing == listing:
+                    receipt = UploadReceipt(
+                        product_id=listing.product_id,
+                        marketplace=self.marketplace.name,
+                        created=False,
+                    )
+                    return UploadConfirmed(receipt=receipt, reconciled=True)
+            unknown = True
+            return UploadConfirmed(receipt=await self.marketplace.put_listing(listing, key))
+
+        return await with_retries(
+            attempt, attempts=self.config.step_attempts, backoff_s=self.config.retry_backoff_s
         )
-        return UploadConfirmed(receipt=receipt)
 
     def _hand_off(self, state: WorkflowState) -> tuple[list[Event], list[Envelope]]:
         assert state.marketplace_listing is not None

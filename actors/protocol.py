@@ -43,6 +43,8 @@ class FaultPlan(FrozenModel):
 
     fail_step: str | None = None
     crash_step: str | None = None
+    poison_step: str | None = None
+    """Kill the agent's process at this step every time, unannounced: a poison workflow."""
 
 
 class ProcessProduct(FrozenModel):

@@ -27,8 +27,9 @@ from actors.marketing_agent import MarketingAgent
 from actors.metrics import RayMetrics
 from actors.models import FrozenModel, Product
 from actors.ports import ContentWriter, Marketplace
-from actors.product_agent import ProductAgent
+from actors.product_agent import ProductAgent, StepAgent
 from actors.protocol import FaultPlan
+from actors.workflow import WorkflowState
 from storage.records import (
     AppendBatch,
     AppendRefusal,
@@ -266,6 +267,8 @@ class AgentActor:
     async def start(self) -> RecoveryReport:
         self.agent.on_crash = self._report_crash
         self.agent.before_injected_crash = self._announce_crash
+        if isinstance(self.agent, StepAgent):
+            self.agent.on_quarantine = self._report_quarantine
         report = await self.agent.start()
         if self._sampler is None:
             self._sampler = asyncio.ensure_future(self._sample_every(SAMPLE_EVERY_S))
@@ -285,6 +288,19 @@ class AgentActor:
             }
             agent.metrics.sampled(mailbox_depth=agent.mailbox_depth, workflows=workflows)
             await asyncio.sleep(interval_s)
+
+    async def _report_quarantine(self, state: WorkflowState, reason: str) -> None:
+        try:
+            supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
+            await asyncio.wait_for(
+                supervisor.quarantined.remote(
+                    self.agent.name, state.task_id, state.inbox_message_id, reason,
+                    state.isolated_attempts,
+                ),
+                5,
+            )  # fmt: skip
+        except (ValueError, TimeoutError, *_ACTOR_GONE):
+            log.warning("%s: could not report quarantine of %s", self.agent.name, state.task_id)
 
     async def _announce_crash(self, step: str) -> None:
         """A crash injected on purpose: the supervisor restarts it without counting it."""

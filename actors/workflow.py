@@ -16,6 +16,7 @@ from actors.events import (
     CampaignGenerated,
     CrashInjected,
     Event,
+    IsolatedAttempt,
     ListingGenerated,
     ListingRejected,
     ProductValidated,
@@ -25,6 +26,7 @@ from actors.events import (
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowHandedOff,
+    WorkflowResumed,
     WorkflowSubmitted,
 )
 from actors.models import (
@@ -59,6 +61,10 @@ class WorkflowState(FrozenModel):
     status: Status = "running"
     faults: FaultPlan = FaultPlan()
     crashed_steps: tuple[str, ...] = ()
+    resumed: int = 0
+    """How many times an agent died with this workflow in flight and a new one took it over."""
+    isolated_attempts: int = 0
+    """Runs of a step alone in its agent after repeated deaths (poison detection)."""
     inbox_message_id: str = ""
     listing: Listing | None = None
     listing_provenance: LLMProvenance | None = None
@@ -144,6 +150,10 @@ def apply(state: WorkflowState, event: Event) -> WorkflowState:
             )
         case CrashInjected(step=step):
             return state.model_copy(update={"crashed_steps": (*state.crashed_steps, step)})
+        case WorkflowResumed():
+            return state.model_copy(update={"resumed": state.resumed + 1})
+        case IsolatedAttempt():
+            return state.model_copy(update={"isolated_attempts": state.isolated_attempts + 1})
         case StepFailed(step=step, error=error):
             return state.model_copy(
                 update={"status": "failed", "current_step": step, "error": error}

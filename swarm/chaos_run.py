@@ -183,13 +183,13 @@ def run_once(args: argparse.Namespace, work: Path, *, chaos: bool) -> ChaosRepor
     restarts = 0
     try:
         run.start_swarm("run", "--input", str(feed))
-        if chaos:
-            run.start_killer()  # it kills whatever is up, from the swarm's first actor on
         deadline = time.monotonic() + args.timeout
         while not workflow_counts(run.db):  # the run starts once workflows are in the log
             _check_deadline(deadline, "the swarm to start")
             time.sleep(0.2)
         timeline.started = time.time()
+        if chaos:
+            run.start_killer()
         while True:
             completed, failed, total = timeline.sample(run.db)
             if total and completed + failed >= args.products:
@@ -203,9 +203,9 @@ def run_once(args: argparse.Namespace, work: Path, *, chaos: bool) -> ChaosRepor
                 restarts += 1
                 run.start_swarm("resume")
                 run.start_killer()
-            elif run.swarm is not None and run.swarm.poll() is not None and total < args.products:
-                # the driver died before submitting everything (a kill during submission)
-                run.start_swarm("run", "--input", str(feed))
+            elif run.swarm is not None and run.swarm.poll() not in (None, 0):
+                output = run.swarm.stdout.read() if run.swarm.stdout else ""
+                raise RuntimeError(f"the swarm command failed:\n{output[-3000:]}")
             _check_deadline(deadline, "every product to finish")
             time.sleep(0.5)
         run.stop_killer()

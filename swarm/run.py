@@ -74,11 +74,26 @@ def submit_products(
     faults: FaultSettings,
     chunk: int,
 ) -> list[str]:
-    refs = [
-        coordinator.submit.remote(run_id, products[i : i + chunk], faults)
-        for i in range(0, len(products), chunk)
-    ]
-    return [wid for ids in ray.get(refs) for wid in ids]
+    """Submit in chunks; a chunk whose answer was lost (coordinator died) is sent again.
+
+    Resubmitting is safe: the coordinator skips workflow ids the log already holds.
+    """
+    chunks = [products[i : i + chunk] for i in range(0, len(products), chunk)]
+    refs = [coordinator.submit.remote(run_id, part, faults) for part in chunks]
+    ids: list[str] = []
+    for part, ref in zip(chunks, refs, strict=True):
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                ids += ray.get(ref, timeout=120)
+                break
+            except (RayActorError, ActorUnavailableError, GetTimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                _check_supervisor()
+                coordinator = whereis("coordinator")
+                ref = coordinator.submit.remote(run_id, part, faults)
+    return ids
 
 
 class SwarmEscalatedError(RuntimeError):

@@ -126,6 +126,7 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             snapshot_every=settings.snapshot_every,
             step_attempts=settings.step_attempts,
             retry_backoff_s=settings.retry_backoff_s,
+            poison_attempts=settings.poison_attempts,
         )
         spec = AgentSpec(
             kind=kind,
@@ -221,8 +222,15 @@ def start_swarm(settings: SwarmSettings, *, detached: bool) -> Any:
     supervisor = actor_class.options(**options).remote(
         child_specs(settings), supervision_policy(settings)
     )
-    ray.get(supervisor.start.remote())
-    return supervisor
+    deadline = time.monotonic() + 300
+    while True:  # Ray restarts a supervisor killed while it starts; start() is idempotent
+        try:
+            ray.get(supervisor.start.remote())
+            return supervisor
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def find_swarm() -> Any | None:

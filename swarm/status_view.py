@@ -31,6 +31,8 @@ class ActorRow(FrozenModel):
     name: str
     role: str
     state: str
+    actor: str = ""
+    """The Ray actor serving the role now (`product-agent-0~3` after restarts)."""
     node: str = ""
     pid: int = 0
     restarts: int = 0
@@ -49,6 +51,8 @@ class StepCount(FrozenModel):
 
 class SwarmStatus(FrozenModel):
     running: bool
+    supervisor: str = ""
+    """The supervisor's state (`running`, `escalated: <why>`, ...), when it runs."""
     database: str
     actors: tuple[ActorRow, ...]
     workflows: dict[str, int]
@@ -75,6 +79,7 @@ def live_actors(supervisor: Any) -> list[ActorRow]:
                 name=child.name,
                 role=child.role,
                 state=child.state,
+                actor=child.actor,
                 node=node,
                 pid=child.pid,
                 restarts=child.restarts,
@@ -117,9 +122,12 @@ def collect_status(db_path: Path, supervisor: Any | None) -> SwarmStatus:
     except NoDatabaseError:
         view = DatabaseView()
     actors = view.streams
+    health = ""
     if supervisor is not None:
         try:
             actors = tuple(live_actors(supervisor))
+            state = ray.get(supervisor.health.remote(), timeout=10)
+            health = f"{state.state}: {state.reason}" if state.reason else state.state
         except (RayActorError, ActorUnavailableError):
             supervisor = None  # it stopped since it was found: show the database's view
     by_status: dict[str, int] = {}
@@ -127,6 +135,7 @@ def collect_status(db_path: Path, supervisor: Any | None) -> SwarmStatus:
         by_status[row.status] = by_status.get(row.status, 0) + row.count
     return SwarmStatus(
         running=supervisor is not None,
+        supervisor=health,
         database=str(db_path),
         actors=actors,
         workflows=by_status,
@@ -139,11 +148,16 @@ def render_status(status: SwarmStatus) -> Group:
 
 
 def _actors_table(status: SwarmStatus) -> Table:
-    title = "Actors" if status.running else "Actors (no swarm running; streams in the database)"
+    title = (
+        f"Actors (supervisor {status.supervisor})"
+        if status.running
+        else "Actors (no swarm running; streams in the database)"
+    )
     table = Table(title=title)
     columns = (
         "name",
         "role",
+        "actor",
         "state",
         "node",
         "pid",
@@ -163,6 +177,7 @@ def _actors_table(status: SwarmStatus) -> Table:
         table.add_row(
             a.name,
             a.role,
+            a.actor or "-",
             state,
             a.node or "-",
             _num(a.pid),

@@ -29,3 +29,6 @@ class ChildSpec(FrozenModel):
     journal: JournalSpec | None = None
     agent: AgentSpec | None = None
     max_concurrency: int = 4_000
+    node_id: str | None = None
+    """Run on this Ray node while it is up, elsewhere once it is gone (the journal: where
+    its file is)."""

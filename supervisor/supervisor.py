@@ -39,6 +39,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.durable import RecoveryReport
 from actors.metrics import RayMetrics
@@ -244,13 +245,20 @@ class Supervisor:
 
     # --- starting a child -----------------------------------------------------------------
     def _options(self, child: _Child, name: str) -> dict[str, Any]:
-        return {
+        options: dict[str, Any] = {
             "name": name,
             "namespace": NAMESPACE,
             "num_cpus": 0,
             "max_concurrency": child.spec.max_concurrency,
             "lifetime": "detached",
         }
+        if child.spec.node_id and _node_alive(child.spec.node_id):
+            # hard while the node lives (Ray's soft affinity spills even to a live node);
+            # once it is gone the child runs anywhere
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                node_id=child.spec.node_id, soft=False
+            )
+        return options
 
     def _new_actor(self, child: _Child, standby: bool) -> tuple[Any, str]:
         while True:
@@ -537,9 +545,14 @@ class Supervisor:
         if not replace_history:
             return
         self._log.events = [decode_supervision_event(r.payload) for r in records]
-        self.total_restarts = sum(
-            1 for e in self._log.events if isinstance(e, ChildStarted) and e.reason == "restart"
-        )
+        restarts = [
+            e.role
+            for e in self._log.events
+            if isinstance(e, ChildStarted) and e.reason == "restart"
+        ]
+        self.total_restarts = len(restarts)
+        for role, child in self.children.items():  # a restarted supervisor keeps the counts
+            child.restarts = restarts.count(role)
 
     def _escalated_before(self) -> bool:
         escalations = [e for e in self._log.events if isinstance(e, Escalated)]
@@ -590,6 +603,11 @@ class Supervisor:
             return
         self._log.next_seq += len(records)
         self._unjournaled.clear()
+
+
+def _node_alive(node_id: str) -> bool:
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return any(n.get("NodeID") == node_id and n.get("Alive") for n in nodes)
 
 
 def _cause(error: RayActorError) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.durable import AgentConfig
 from actors.ray_actors import NAMESPACE, AgentSpec
@@ -110,8 +111,12 @@ def connect(address: str | None, *, quiet: bool = True) -> Connection:
     return Connection(address=chosen, embedded=False)
 
 
-def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
-    """The swarm's children, in start order: journal, coordinator, product and marketing agents."""
+def child_specs(settings: SwarmSettings, home_node: str | None = None) -> list[ChildSpec]:
+    """The swarm's children, in start order: journal, coordinator, product and marketing agents.
+
+    The journal prefers `home_node`, the node whose disk holds the database (the
+    driver's); agents prefer `settings.agent_node` if set.
+    """
     products = tuple(f"product-agent-{i}" for i in range(settings.product_agents))
     marketing = tuple(f"marketing-agent-{i}" for i in range(settings.marketing_agents))
     writer = content_writer(settings)
@@ -140,7 +145,9 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             llm_prices=settings.price_table,
         )
         restart = settings.restart_types.get(name, "permanent")
-        return ChildSpec(name=name, role=role, agent=spec, restart=restart)
+        return ChildSpec(
+            name=name, role=role, agent=spec, restart=restart, node_id=settings.agent_node
+        )
 
     db_path = str(settings.db_path.resolve())
     return [
@@ -149,6 +156,7 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             role="journal",
             journal=JournalSpec(path=db_path, synchronous=settings.db_synchronous),
             restart=settings.restart_types.get("journal", "permanent"),
+            node_id=home_node,
         ),
         agent("coordinator", "coordinator", "coordinator"),
         *(agent(n, "product-upload", "product") for n in products),
@@ -209,18 +217,21 @@ def start_swarm(settings: SwarmSettings, *, detached: bool) -> Any:
         return ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
     except ValueError:
         pass
+    home = ray.get_runtime_context().get_node_id()
     options: dict[str, Any] = {
         "name": SUPERVISOR,
         "namespace": NAMESPACE,
         "num_cpus": 0,
         "max_restarts": -1,
         "max_concurrency": 1_000,
+        # on the node that holds the database (soft affinity spills even to live nodes)
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=home, soft=False),
     }
     if detached:
         options["lifetime"] = "detached"
     actor_class: Any = ray.remote(SupervisorActor)
     supervisor = actor_class.options(**options).remote(
-        child_specs(settings), supervision_policy(settings)
+        child_specs(settings, home), supervision_policy(settings)
     )
     deadline = time.monotonic() + 300
     while True:  # Ray restarts a supervisor killed while it starts; start() is idempotent

@@ -61,6 +61,8 @@ class SwarmSettings(BaseSettings):
         default_factory=dict
     )
     """Restart type per role (JSON, e.g. {"marketing-agent-0": "transient"}); default permanent."""
+    agent_node: str | None = None
+    """Ray node id the agents prefer (soft affinity); the journal runs on the driver's node."""
     warm_standby: bool = True
     """An idle process per role, ready to take it over when its actor dies."""
     poison_attempts: int = Field(default=3, ge=1)

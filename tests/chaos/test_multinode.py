@@ -46,7 +46,7 @@ def two_nodes() -> Iterator[tuple[Cluster, Any]]:
         yield cluster, worker
     finally:
         ray.shutdown()
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -363,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    # a SIGTERM (e.g. `timeout`) unwinds like an error, so the cluster it started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="swarm-chaos-") as tmp:
         baseline = None
         if args.baseline:

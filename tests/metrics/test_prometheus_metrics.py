@@ -5,27 +5,26 @@ is killed and brought back."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import ray
 
 from actors.coordinator import FaultSettings
 from actors.models import Product
-from actors.ray_actors import NAMESPACE, AgentActor
+from actors.ray_actors import NAMESPACE
 from actors.validation import validate_product_data
 from storage.records import EventQuery, EventRecord
 from storage.store import EventStore
-from supervisor.child_spec import ChildSpec
 from swarm.feeds import parse_feed
 from swarm.ledger import run_ledger_queries, totals
 from swarm.run import new_run_id, submit_products, wait_for_run
 from swarm.runtime import child_specs, coordinator, journal, start_swarm, stop_swarm
 from swarm.settings import SAMPLE_CATALOG, SwarmSettings
+from tests.cluster import wait_until
 from tests.conftest import make_settings, read_store
 from tests.metrics.prometheus import Sample, Scrape, wait_for_scrape
 
@@ -154,49 +153,45 @@ def test_a_killed_agent_brought_back_reports_its_recovery(
     finished_run: Run, metrics_port: int
 ) -> None:
     name = "product-agent-0"
-    [spec] = [s for s in child_specs(finished_run.settings) if s.name == name]
-    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-    replacement = _start_again(spec)
-    try:
-        report = ray.get(replacement.start.remote())
-        last = read_store(
-            finished_run.settings.db_path,
-            lambda s: s.query_events(EventQuery(stream_id=name, limit=1, newest_first=True)),
-        )[0][1].seq
-        snapshot = read_store(finished_run.settings.db_path, lambda s: s.latest_snapshot(name))
-        assert snapshot is not None
-        assert report.events_replayed == last - snapshot.seq
+    supervisor: Any = ray.get_actor("supervisor", namespace=NAMESPACE)
 
-        def recovered(s: Scrape) -> bool:
-            return bool(_series_of_this_recovery(s, name, report.millis))
+    def child() -> Any:
+        rows: list[Any] = ray.get(supervisor.status.remote())
+        return next(c for c in rows if c.name == name)
 
-        scraped = wait_for_scrape(metrics_port, recovered, "the second recovery")
-        [serve] = _series_of_this_recovery(scraped, name, report.millis)
-        this_worker = {"agent": name, "WorkerId": serve.labels["WorkerId"]}
-        [replayed] = scraped.select("ray_swarm_recovery_events_replayed", **this_worker)
-        assert replayed.value == report.events_replayed
-        [age] = scraped.select("ray_swarm_recovery_snapshot_age_seconds", **this_worker)
-        assert age.value >= 0  # -1 would mean "no snapshot"
-        assert scraped.total("ray_swarm_recoveries_total", agent=name) == 2
-        assert scraped.total("ray_swarm_recovery_seconds_count", agent=name) == 2
-    finally:
-        ray.kill(replacement, no_restart=True)
+    before = child()
+    os.kill(before.pid, signal.SIGKILL)  # the supervisor notices and restarts it
+
+    def restarted() -> bool:
+        now = child()
+        return bool(now.state == "alive" and now.pid != before.pid)
+
+    wait_until(restarted, 60, "the supervisor's restart")
+    reports: dict[str, Any] = ray.get(supervisor.recoveries.remote())
+    report = reports[name]
+    last = read_store(
+        finished_run.settings.db_path,
+        lambda s: s.query_events(EventQuery(stream_id=name, limit=1, newest_first=True)),
+    )[0][1].seq
+    snapshot = read_store(finished_run.settings.db_path, lambda s: s.latest_snapshot(name))
+    assert snapshot is not None
+    assert report.events_replayed == last - snapshot.seq
+
+    def recovered(s: Scrape) -> bool:
+        return bool(_series_of_this_recovery(s, name, report.millis))
+
+    scraped = wait_for_scrape(metrics_port, recovered, "the second recovery")
+    [serve] = _series_of_this_recovery(scraped, name, report.millis)
+    this_worker = {"agent": name, "WorkerId": serve.labels["WorkerId"]}
+    [replayed] = scraped.select("ray_swarm_recovery_events_replayed", **this_worker)
+    assert replayed.value == report.events_replayed
+    [age] = scraped.select("ray_swarm_recovery_snapshot_age_seconds", **this_worker)
+    assert age.value >= 0  # -1 would mean "no snapshot"
+    assert scraped.total("ray_swarm_recoveries_total", agent=name) == 2
+    assert scraped.total("ray_swarm_recovery_seconds_count", agent=name) == 2
+    assert scraped.total("ray_swarm_restarts_total", agent=name) == 1
 
 
 def _series_of_this_recovery(scraped: Scrape, agent: str, millis: float) -> list[Sample]:
     serve = scraped.select("ray_swarm_recovery_serve_ms", agent=agent)
     return [x for x in serve if x.value == pytest.approx(millis, rel=1e-6)]
-
-
-def _start_again(spec: ChildSpec) -> Any:
-    """What a supervisor's restart does: the same child, under the same name, once it is free."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            ray.get_actor(spec.name, namespace=NAMESPACE)
-        except ValueError:
-            break
-        assert time.monotonic() < deadline, f"{spec.name} still registered after its kill"
-        time.sleep(0.05)
-    options = {"name": spec.name, "namespace": NAMESPACE, "num_cpus": 0}
-    return ray.remote(AgentActor).options(**options).remote(spec.agent)

@@ -150,10 +150,11 @@ def test_a_log_written_in_v1_replays_and_its_workflow_finishes(tmp_path: Path) -
 
     assert [(e.type, e.schema_version) for e in log] == [
         ("workflow_accepted", 1),
+        ("workflow_resumed", EVENT_SCHEMA_VERSION),  # inherited in flight from the log
         ("campaign_generated", EVENT_SCHEMA_VERSION),
         ("workflow_handed_off", EVENT_SCHEMA_VERSION),
     ]
-    assert "Listing written by v1" in log[1].payload  # the campaign is about the v1 listing
+    assert "Listing written by v1" in log[2].payload  # the campaign is about the v1 listing
 
 
 # --- envelopes -----------------------------------------------------------------------

@@ -94,6 +94,9 @@ class JournalView:
     async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
         return await self.journal.unprocessed(message_ids)
 
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        return await self.journal.known_workflows(workflow_ids)
+
 
 def _agents(
     journal: Journal, view: JournalPort, writer: HoldingWriter, transport: LocalTransport

@@ -60,5 +60,5 @@ def test_an_agent_killed_at_each_step_is_restarted_and_effects_happen_once(
     assert ray.get(running_supervisor().health.remote()).state == "running"
     assert llm.paid_calls == 2 * len(products)  # one listing, one campaign: none paid twice
     assert all(shop.writes[p.product_id] == 1 for p in products)
-    report = asyncio.run(check_invariants(settings.db_path))
+    report = asyncio.run(check_invariants(settings.db_path, local_marketplace=False))
     assert report.ok, [i for i in report.invariants if not i.ok]

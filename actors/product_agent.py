@@ -14,6 +14,7 @@ with what the earlier steps produced, so those steps are not run again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import zlib
@@ -56,6 +57,11 @@ from storage.records import DeadLetter
 
 async def _ignore(state: WorkflowState, reason: str) -> None:
     return None
+
+
+ISOLATION_WAIT_S = 10.0
+"""How long a suspect's isolated step waits for the other running steps to finish."""
+log = logging.getLogger(__name__)
 
 
 class InvalidProductError(ValueError):
@@ -145,15 +151,21 @@ class StepAgent(DurableAgent):
                 await self._isolated_step(workflow_id)
                 suspect = False
             else:
-                await self._open.wait()
+                if not self._open.is_set():
+                    await self._open.wait()
+                    continue  # the state may have moved on while the gate was closed
                 await self._step(workflow_id, state)
 
     async def _isolated_step(self, workflow_id: str) -> None:
         async with self._isolation:
             self._open.clear()
             try:
-                async with self._idle:
-                    await self._idle.wait_for(lambda: self._active == 0)
+                try:  # let the steps already running finish, within reason
+                    async with asyncio.timeout(ISOLATION_WAIT_S), self._idle:
+                        await self._idle.wait_for(lambda: self._active == 0)
+                except TimeoutError:
+                    log.warning("%s: %d steps still running; isolating %s beside them",
+                                self.name, self._active, workflow_id)  # fmt: skip
                 state = self.workflows.get(workflow_id)
                 if state is None or state.terminal:
                     return

@@ -30,6 +30,7 @@ from actors.ports import ContentWriter, Marketplace
 from actors.product_agent import ProductAgent, StepAgent
 from actors.protocol import FaultPlan
 from actors.workflow import WorkflowState
+from storage.journal import JournalNotStartedError
 from storage.records import (
     AppendBatch,
     AppendRefusal,
@@ -42,7 +43,8 @@ from storage.records import (
 
 log = logging.getLogger(__name__)
 NAMESPACE = "swarm"
-_ACTOR_GONE = (RayActorError, ActorUnavailableError)
+_ACTOR_GONE = (RayActorError, ActorUnavailableError, JournalNotStartedError)
+"""A peer that is dead, unreachable, or a standby not yet serving: ask again."""
 SAMPLE_EVERY_S = 1.0
 """How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
 
@@ -77,14 +79,16 @@ async def locate(role: str, deadline_s: float) -> Any:
     end = time.monotonic() + deadline_s
     delay = 0.01
     while True:
-        name: str | None = None
+        name: str | None = role  # the role's first actor, if the supervisor cannot be asked
         try:
             supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
             name = await asyncio.wait_for(supervisor.whereis.remote(role), 2.0)
         except (ValueError, TimeoutError, *_ACTOR_GONE):
             pass
         try:
-            return ray.get_actor(name or role, namespace=NAMESPACE)
+            if name is None:  # the supervisor says: being restarted right now
+                raise ValueError(f"{role} is restarting")
+            return ray.get_actor(name, namespace=NAMESPACE)
         except ValueError as e:
             if time.monotonic() > end:
                 raise ActorLookupError(f"no actor serves {role!r} after {deadline_s:.0f} s") from e

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 AppendOutcome = AppendResult | AppendRefusal
 
 
+class JournalNotStartedError(RuntimeError):
+    """A call reached a journal that has not started (a standby): ask again shortly."""
+
+
 class Journal:
     def __init__(self, store: EventStore, *, max_group: int = 256) -> None:
         self._store = store
@@ -67,7 +71,12 @@ class Journal:
         async with self._lock:
             await self._store.close()
 
+    def _check_started(self) -> None:
+        if self._committer is None:
+            raise JournalNotStartedError("this journal has not started (a standby?)")
+
     async def _locked(self, call: Callable[[], Awaitable[T]]) -> T:
+        self._check_started()
         async with self._lock:
             return await call()
 
@@ -76,6 +85,7 @@ class Journal:
         return await self._locked(lambda: self._store.open_stream(stream_id))
 
     async def append(self, batch: AppendBatch) -> AppendOutcome:
+        self._check_started()
         future: asyncio.Future[AppendOutcome] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, future))
         self._wake.set()
@@ -123,6 +133,7 @@ class Journal:
         self, product_id: str, body: str, idempotency_key: str
     ) -> tuple[CatalogEntry, bool]:
         """Local marketplace write, group-committed with other callers' writes."""
+        self._check_started()
         future: asyncio.Future[tuple[CatalogEntry, bool]] = (
             asyncio.get_running_loop().create_future()
         )

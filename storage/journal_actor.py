@@ -20,8 +20,8 @@ class JournalActor(Journal):
 
     def __init__(self, path: str | None = None, synchronous: str = "FULL") -> None:
         self.path = path
-        if path is not None:
-            super().__init__(SQLiteEventStore(path, synchronous=synchronous))
+        # a standby holds an unopened store: every call says "not started" until take_over
+        super().__init__(SQLiteEventStore(path or ":memory:", synchronous=synchronous))
 
     async def take_over(self, path: str, synchronous: str = "FULL") -> None:
         if self.path is not None:

@@ -21,6 +21,7 @@ from actors.coordinator import FaultSettings
 from actors.llm_pricing import PriceTable
 from actors.models import Product
 from actors.protocol import STEPS
+from storage.journal import JournalNotStartedError
 from storage.records import EventRecord
 from swarm.ledger import LedgerTotals, run_ledger_queries, totals
 from swarm.runtime import find_swarm, whereis
@@ -104,7 +105,7 @@ def _counts(journal: Any, run_id: str | None) -> tuple[Any, dict[tuple[str, str]
     """Workflow counts from the journal, following it to its new actor if it was restarted."""
     try:
         return journal, ray.get(journal.workflow_counts.remote(run_id), timeout=30)
-    except (RayActorError, ActorUnavailableError, GetTimeoutError):
+    except (RayActorError, ActorUnavailableError, GetTimeoutError, JournalNotStartedError):
         _check_supervisor()
         journal = whereis("journal")
         return journal, ray.get(journal.workflow_counts.remote(run_id), timeout=30)

@@ -261,14 +261,16 @@ def whereis(role: str, deadline_s: float = 30.0) -> Any:
     end = time.monotonic() + deadline_s
     while True:
         supervisor = find_swarm()
-        name = None
+        name: str | None = role  # the role's first actor, if the supervisor cannot be asked
         if supervisor is not None:
             try:
                 name = ray.get(supervisor.whereis.remote(role), timeout=5)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                name = None
+                name = role
         try:
-            return ray.get_actor(name or role, namespace=NAMESPACE)
+            if name is None:  # the supervisor says: being restarted right now
+                raise ValueError(f"{role} is restarting")
+            return ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
             if time.monotonic() > end:
                 raise

@@ -44,6 +44,7 @@ def test_an_agent_killed_at_each_step_is_restarted_and_effects_happen_once(
         openai_base_url=llm.base_url,
         marketplace_url=shop.url,
         marketplace_token=SecretStr(TOKEN),
+        effect_concurrency=1,  # at most one call per agent in flight when its process dies
     )
     products = [p for p in parse_feed(SAMPLE_CATALOG).products if not p.feed_errors][:6]
     run_id = new_run_id()
@@ -58,7 +59,9 @@ def test_an_agent_killed_at_each_step_is_restarted_and_effects_happen_once(
     assert restarts >= 1
     # injected crashes do not count toward the restart intensity
     assert ray.get(running_supervisor().health.remote()).state == "running"
-    assert llm.paid_calls == 2 * len(products)  # one listing, one campaign: none paid twice
+    # one listing and one campaign each; a kill can only lose the one call then in flight,
+    # never repeat a step whose result was recorded (the invariants below check that)
+    assert 2 * len(products) <= llm.paid_calls <= 2 * len(products) + restarts
     assert all(shop.writes[p.product_id] == 1 for p in products)
     report = asyncio.run(check_invariants(settings.db_path, local_marketplace=False))
     assert report.ok, [i for i in report.invariants if not i.ok]

@@ -84,6 +84,10 @@ class SwarmSettings(BaseSettings):
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("SWARM_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
+    llm_requests_per_minute: int = Field(default=0, ge=0)
+    """Swarm-wide LLM requests per minute (one limiter actor for every process); 0: none."""
+    llm_tokens_per_minute: int = Field(default=0, ge=0)
+    """Swarm-wide LLM tokens per minute (estimated, then settled with the usage); 0: none."""
     llm_prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_LLM_PRICES))
     """Model -> {"input": USD, "output": USD} per million tokens, as JSON in SWARM_LLM_PRICES."""
 

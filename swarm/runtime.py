@@ -132,6 +132,7 @@ def child_specs(settings: SwarmSettings, home_node: str | None = None) -> list[C
             snapshot_every=settings.snapshot_every,
             step_attempts=settings.step_attempts,
             retry_backoff_s=settings.retry_backoff_s,
+            wait_max_s=settings.wait_max_s,
             poison_attempts=settings.poison_attempts,
         )
         spec = AgentSpec(

@@ -46,6 +46,8 @@ class SwarmSettings(BaseSettings):
     """LLM and marketplace calls in flight per agent."""
     step_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=0.2, ge=0)
+    wait_max_s: float = Field(default=30.0, gt=0)
+    """Longest pause between tries of a step whose endpoint stays down (status `waiting`)."""
     retry_deadline_s: float = Field(default=60.0, gt=0)
     """How long agents keep retrying the journal or a peer that is down."""
     submit_chunk: int = Field(default=500, ge=1)

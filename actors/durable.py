@@ -97,6 +97,8 @@ class AgentConfig(FrozenModel):
     poison_attempts: int = 3
     """Isolated runs of a step that may kill the agent before its workflow is quarantined."""
     retry_backoff_s: float = 0.2
+    wait_max_s: float = 30.0
+    """Longest pause between tries of a step whose endpoint is down (`waiting`)."""
 
 
 class AgentSnapshot(FrozenModel):

@@ -117,6 +117,20 @@ class StepFailed(FrozenModel):
     error: str
 
 
+class StepWaiting(FrozenModel):
+    """An endpoint `step` needs stayed down past the retry budget: the step runs again later.
+
+    The workflow is `waiting` until its next event (the step's result, or a failure
+    that cannot be retried).
+    """
+
+    kind: Literal["step_waiting"] = "step_waiting"
+    step: str
+    reason: str
+    retry_after_s: float | None = None
+    """What the endpoint asked for (`Retry-After`), if it said."""
+
+
 class WorkflowHandedOff(FrozenModel):
     """This agent's part is done; the workflow went on to `recipient`."""
 
@@ -148,6 +162,7 @@ Event = Annotated[
     | WorkflowResumed
     | IsolatedAttempt
     | StepFailed
+    | StepWaiting
     | WorkflowHandedOff
     | WorkflowCompleted
     | WorkflowFailed,

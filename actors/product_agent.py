@@ -29,6 +29,7 @@ from actors.events import (
     ListingRejected,
     ProductValidated,
     StepFailed,
+    StepWaiting,
     UploadConfirmed,
     WorkflowAccepted,
     WorkflowHandedOff,
@@ -49,7 +50,13 @@ from actors.protocol import (
     StepResults,
     WorkflowFinished,
 )
-from actors.steps import InjectedFailureError, check_fail_step, should_crash, with_retries
+from actors.steps import (
+    InjectedFailureError,
+    check_fail_step,
+    should_crash,
+    waiting_delay,
+    with_retries,
+)
 from actors.validation import validate_product_data
 from actors.workflow import WorkflowState
 from storage.records import DeadLetter
@@ -210,15 +217,38 @@ class StepAgent(DurableAgent):
                 events, send = await self.run_step(state, step)
             except InvalidProductError as e:
                 events, send = self._failed(state, step, str(e))
-            except (InjectedFailureError, ExternalCallError) as e:
+            except InjectedFailureError as e:
                 events, send = self._failed(state, step, f"{type(e).__name__}: {e}")
-            await self.record(workflow_id, events, send=send)
+            except ExternalCallError as e:
+                events, send = self._unreachable(state, step, e)
+            after = await self.record(workflow_id, events, send=send)
         finally:
             self._active -= 1
             async with self._idle:
                 self._idle.notify_all()
         failed = any(isinstance(e, StepFailed) for e in events)
         self.metrics.step_finished(step, time.perf_counter() - began, failed=failed)
+        waiting = events[-1] if events else None
+        if after is not None and after.status == "waiting" and isinstance(waiting, StepWaiting):
+            config = self.config  # the endpoint is down: try the step again, later
+            delay = waiting_delay(
+                after.waits,
+                waiting.retry_after_s,
+                base_s=config.retry_backoff_s,
+                cap_s=config.wait_max_s,
+            )
+            await asyncio.sleep(delay)
+
+    def _unreachable(
+        self, state: WorkflowState, step: str, error: ExternalCallError
+    ) -> tuple[list[Event], list[Envelope]]:
+        """Past the retry budget: a retryable error makes the workflow wait, others fail it."""
+        reason = f"{type(error).__name__}: {error}"
+        if error.retryable:
+            self.recovered.add(state.task_id)  # the effect's outcome is unknown: look it up first
+            retry_after = getattr(error, "retry_after", None)
+            return [StepWaiting(step=step, reason=reason, retry_after_s=retry_after)], []
+        return self._failed(state, step, reason)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         raise NotImplementedError

@@ -282,10 +282,12 @@ class AgentActor:
         """Keep the gauges current: they describe state, so they are sampled, not counted."""
         agent = self.agent
         while True:
-            running = len(agent.workflows)
-            handed_off = agent.processed - running - agent.completed - agent.failed
+            held = len(agent.workflows)
+            waiting = sum(1 for w in agent.workflows.values() if w.status == "waiting")
+            handed_off = agent.processed - held - agent.completed - agent.failed
             workflows = {
-                "running": running,
+                "running": held - waiting,
+                "waiting": waiting,
                 "handed_off": max(handed_off, 0),
                 "completed": agent.completed,
                 "failed": agent.failed,

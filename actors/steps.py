@@ -33,6 +33,15 @@ def should_crash(state: WorkflowState, step: str) -> bool:
     return state.faults.crash_step == step and step not in state.crashed_steps
 
 
+def waiting_delay(waits: int, retry_after: float | None, *, base_s: float, cap_s: float) -> float:
+    """Seconds before a waiting step's next try: exponential in `waits`, jittered, capped.
+
+    Never sooner than the server's `Retry-After` (itself capped).
+    """
+    delay = min(cap_s, base_s * 2.0 ** max(waits - 1, 0)) * (0.5 + random.random() / 2)
+    return min(cap_s, max(delay, retry_after or 0.0))
+
+
 async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, backoff_s: float) -> T:
     """Run an idempotent effect, retrying retryable errors with exponential backoff and jitter."""
     for attempt in range(1, attempts + 1):

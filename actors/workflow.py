@@ -21,6 +21,7 @@ from actors.events import (
     ListingRejected,
     ProductValidated,
     StepFailed,
+    StepWaiting,
     UploadConfirmed,
     WorkflowAccepted,
     WorkflowCompleted,
@@ -40,7 +41,7 @@ from actors.models import (
 from actors.ports import LLMProvenance
 from actors.protocol import STEP_CAMPAIGN, STEP_LISTING, STEP_UPLOAD, FaultPlan, StepResults
 
-Status = Literal["pending", "running", "failed", "completed", "handed_off"]
+Status = Literal["pending", "running", "waiting", "failed", "completed", "handed_off"]
 TERMINAL: frozenset[str] = frozenset({"failed", "completed", "handed_off"})
 
 NEXT_STEP = {
@@ -75,6 +76,9 @@ class WorkflowState(FrozenModel):
     campaign: Campaign | None = None
     campaign_provenance: LLMProvenance | None = None
     error: str = ""
+    """Why it failed, or, while `waiting`, why its step cannot run now."""
+    waits: int = 0
+    """`StepWaiting` events since the workflow last got on (paces the next try)."""
 
     @property
     def terminal(self) -> bool:
@@ -124,6 +128,9 @@ def results_of(state: WorkflowState) -> StepResults:
 
 def apply(state: WorkflowState, event: Event) -> WorkflowState:
     """The state after `event`. Pure."""
+    if state.status == "waiting" and not isinstance(event, StepWaiting):
+        # any other event (the step's result, a failure, a take-over) ends the wait
+        state = state.model_copy(update={"status": "running", "error": "", "waits": 0})
     match event:
         case ProductValidated():
             return state.model_copy(update={"current_step": NEXT_STEP[state.current_step]})
@@ -157,6 +164,15 @@ def apply(state: WorkflowState, event: Event) -> WorkflowState:
         case StepFailed(step=step, error=error):
             return state.model_copy(
                 update={"status": "failed", "current_step": step, "error": error}
+            )
+        case StepWaiting(step=step, reason=reason):
+            return state.model_copy(
+                update={
+                    "status": "waiting",
+                    "current_step": step,
+                    "error": reason,
+                    "waits": state.waits + 1,
+                }
             )
         case WorkflowHandedOff(recipient=recipient, next_step=next_step):
             return state.model_copy(

@@ -30,6 +30,10 @@ What it promises:
 - output that fails validation (not the schema, or empty required copy) gets
   exactly one repair attempt: the same prompt plus a message naming what was
   wrong. Token usage of both calls is recorded;
+- with `rate_limits` set, every request (retries and repairs included) first
+  waits its turn at the swarm-wide limiter (`actors.rate_limiter`), with a
+  token estimate from the prompt's size that is settled with the response's
+  usage; with none set there is no extra call;
 - every failure is an `LLMError` that says whether a retry may help (408,
   409, 429, 5xx, timeouts and connection errors may; other statuses and
   output still unfit after the repair may not), with the HTTP status and the
@@ -59,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from actors.models import Campaign, Listing, Product, TokenUsage
 from actors.ports import GeneratedCampaign, GeneratedListing, LLMError, LLMProvenance
+from actors.rate_limiter import RateLimitClient, RateLimits
 from swarm.backoff import after_retry_after, backoff_delay, retry_after_from_headers
 from swarm.llm_prompts import (
     SEO_DESCRIPTION_MAX_CHARS,
@@ -75,6 +80,9 @@ _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 _AUTH_STATUSES = frozenset({401, 403})
 _REASON_MAX_CHARS = 200
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
+_CHARS_PER_TOKEN = 4
+_ANSWER_TOKENS_ESTIMATE = 600
+"""Tokens a listing or campaign answer is assumed to take until the usage says."""
 
 _Output = TypeVar("_Output", bound=BaseModel)
 _StructuredChain = Runnable[LanguageModelInput, dict[str, Any] | BaseModel]
@@ -98,6 +106,8 @@ class OpenAIWriterConfig(BaseModel):
     max_retry_after_s: float = Field(default=60.0, ge=0)
     """A longer `Retry-After` is not waited here: the error goes up, carrying it."""
     temperature: float = Field(default=0.2, ge=0, le=2)
+    rate_limits: RateLimits = RateLimits()
+    """Swarm-wide requests and tokens per minute (one limiter actor); 0: no limit."""
 
 
 class _UnfitOutputError(Exception):
@@ -122,6 +132,7 @@ class OpenAIWriter:
     def __init__(self, config: OpenAIWriterConfig) -> None:
         self._config = config
         self._chains: _Chains | None = None
+        self._limiter = RateLimitClient(config.rate_limits)
 
     @property
     def model_name(self) -> str:
@@ -154,6 +165,7 @@ class OpenAIWriter:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._config = state["config"]
         self._chains = None
+        self._limiter = RateLimitClient(self._config.rate_limits)
 
     def __repr__(self) -> str:
         return f"OpenAIWriter(model={self._config.model!r}, base_url={self._config.base_url!r})"
@@ -193,9 +205,13 @@ class OpenAIWriter:
     ) -> dict[str, Any] | BaseModel:
         """One structured call, retrying endpoint faults as the module docstring says."""
         attempt = 0
+        estimate = _estimated_tokens(messages)
         while True:
+            await self._limiter.acquire(estimate)
             try:
-                return await chain.ainvoke(messages)
+                result = await chain.ainvoke(messages)
+                self._limiter.settle(estimate, _used_tokens(result, estimate))
+                return result
             except (openai.OpenAIError, *_TRANSPORT_ERRORS) as e:
                 error = self._error(e, what)
                 attempt += 1
@@ -290,6 +306,19 @@ def _build_chains(config: OpenAIWriterConfig) -> _Chains:
     return _Chains(
         listing=structured(Listing), campaign=structured(Campaign), http_client=http_client
     )
+
+
+def _estimated_tokens(messages: list[BaseMessage]) -> int:
+    """A request's tokens before it is sent: the prompt's size and an answer allowance."""
+    chars = sum(len(str(message.content)) for message in messages)
+    return chars // _CHARS_PER_TOKEN + _ANSWER_TOKENS_ESTIMATE
+
+
+def _used_tokens(result: dict[str, Any] | BaseModel, estimate: int) -> int:
+    """The tokens the response says it used; the estimate when it does not say."""
+    raw = result.get("raw") if isinstance(result, dict) else None
+    usage = raw.usage_metadata if isinstance(raw, AIMessage) else None
+    return usage["input_tokens"] + usage["output_tokens"] if usage else estimate
 
 
 def _describe(error: Exception, config: OpenAIWriterConfig) -> tuple[str, bool]:

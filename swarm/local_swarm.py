@@ -136,6 +136,7 @@ class LocalSwarm:
             snapshot_every=self.settings.snapshot_every,
             step_attempts=self.settings.step_attempts,
             retry_backoff_s=self.settings.retry_backoff_s,
+            wait_max_s=self.settings.wait_max_s,
         )
 
     # --- lifecycle ---------------------------------------------------------------

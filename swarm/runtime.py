@@ -23,6 +23,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.durable import AgentConfig
+from actors.rate_limiter import RateLimits
 from actors.ray_actors import NAMESPACE, AgentSpec
 from supervisor.child_spec import ChildSpec, JournalSpec
 from supervisor.policy import SupervisionPolicy
@@ -131,6 +132,7 @@ def child_specs(settings: SwarmSettings, home_node: str | None = None) -> list[C
             snapshot_every=settings.snapshot_every,
             step_attempts=settings.step_attempts,
             retry_backoff_s=settings.retry_backoff_s,
+            wait_max_s=settings.wait_max_s,
             poison_attempts=settings.poison_attempts,
         )
         spec = AgentSpec(
@@ -179,6 +181,10 @@ def content_writer(settings: SwarmSettings) -> OfflineWriter | OpenAIWriter:
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key,
             timeout_s=settings.llm_timeout_s,
+            rate_limits=RateLimits(
+                requests_per_minute=settings.llm_requests_per_minute,
+                tokens_per_minute=settings.llm_tokens_per_minute,
+            ),
         )
     )
 

@@ -46,6 +46,8 @@ class SwarmSettings(BaseSettings):
     """LLM and marketplace calls in flight per agent."""
     step_attempts: int = Field(default=3, ge=1)
     retry_backoff_s: float = Field(default=0.2, ge=0)
+    wait_max_s: float = Field(default=30.0, gt=0)
+    """Longest pause between tries of a step whose endpoint stays down (status `waiting`)."""
     retry_deadline_s: float = Field(default=60.0, gt=0)
     """How long agents keep retrying the journal or a peer that is down."""
     submit_chunk: int = Field(default=500, ge=1)
@@ -84,6 +86,10 @@ class SwarmSettings(BaseSettings):
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("SWARM_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
+    llm_requests_per_minute: int = Field(default=0, ge=0)
+    """Swarm-wide LLM requests per minute (one limiter actor for every process); 0: none."""
+    llm_tokens_per_minute: int = Field(default=0, ge=0)
+    """Swarm-wide LLM tokens per minute (estimated, then settled with the usage); 0: none."""
     llm_prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_LLM_PRICES))
     """Model -> {"input": USD, "output": USD} per million tokens, as JSON in SWARM_LLM_PRICES."""
 

@@ -24,7 +24,7 @@ from storage.store import EventStore
 from swarm.database import NoDatabaseError, read_database
 from swarm.runtime import role_of
 
-STATUS_ORDER = ("running", "pending", "completed", "failed")
+STATUS_ORDER = ("running", "waiting", "pending", "completed", "failed")
 
 
 class ActorRow(FrozenModel):

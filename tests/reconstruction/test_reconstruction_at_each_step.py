@@ -60,21 +60,19 @@ def test_reconstruction_resumes_at_the_failed_step_and_redoes_nothing(
     assert log_problems(all_events(settings.db_path), completed=["task-1"]) == []
 
 
-def test_reconstruction_of_a_resumed_upload_looks_the_product_up_first(
+def test_an_upload_whose_answer_was_lost_waits_then_looks_the_product_up_first(
     settings: SwarmSettings, shop: MarketplaceStub
 ) -> None:
-    """A failed upload may have reached the marketplace; the resumed one reconciles."""
+    """A failed upload may have reached the marketplace; the next try (the workflow waited
+    out the 500 instead of failing) reconciles instead of writing again."""
     state = initial_state("task-1")
     workflow = create_product_upload_workflow(settings)
     shop.fail_after_write_next(1)  # the write lands, the answer is a 500: outcome unknown
-    with pytest.raises(RuntimeError, match="confirm_upload"):
-        workflow.invoke(state, {"configurable": {"thread_id": "thread-1"}})
-    assert shop.writes == Counter({"wool-beanie": 1})
 
-    result = recover_and_resume_workflow(
-        workflow=workflow, agent_id="agent-001", thread_id="thread-1", initial_state=state
-    )
+    final = workflow.invoke(state, {"configurable": {"thread_id": "thread-1"}})
 
-    assert result["final_result"]["status"] == "completed"
-    assert result["final_result"]["upload"]["created"] is False  # found, not written again
+    assert final["status"] == "completed"
+    assert final["upload"]["created"] is False  # found, not written again
     assert shop.writes == Counter({"wool-beanie": 1})
+    kinds = [e.type for e in all_events(settings.db_path)]
+    assert kinds.count("step_waiting") == 1

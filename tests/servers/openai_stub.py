@@ -26,7 +26,8 @@ What it promises a test:
 - knobs, changeable while it runs: `delay_s` (each request waits, without
   blocking the others: one thread per connection), `fail_next(n, status)`,
   `set_status_sequence([...])` (200 in a sequence means "answer normally"),
-  `rate_limit(max_requests, per_s)` (429 with `Retry-After`), `expected_api_key`
+  `rate_limit(max_requests, per_s)` (429 with `Retry-After`), `outage(status)`
+  (every request fails with `status` until `outage(None)`), `expected_api_key`
   (401 for any other key), `reply_raw_next(text)` (malformed output);
 - `wait_for_calls(n, timeout_s)` to wait on a condition instead of sleeping.
 
@@ -78,6 +79,8 @@ class RecordedRequest:
     authorization: str | None
     schema_name: str | None
     status: int
+    at: float = 0.0
+    """When it arrived (`time.monotonic()` in the stub's process)."""
 
     def message_text(self, role: str | None = None) -> str:
         """The text of the request's messages (of one role, if given), joined by newlines."""
@@ -125,6 +128,7 @@ class OpenAIStub:
         self._scripted: deque[_ScriptedStatus] = deque()
         self._raw_replies: deque[str] = deque()
         self._rate_limit: _RateLimit | None = None
+        self._outage: int | None = None
         self._requests: list[RecordedRequest] = []
         self._calls_by_schema: Counter[str] = Counter()
         self._paid_by_schema: Counter[str] = Counter()
@@ -205,14 +209,20 @@ class OpenAIStub:
                 None if max_requests is None else _RateLimit(max_requests, per_s, retry_after_s)
             )
 
+    def outage(self, status: int | None = 503) -> None:
+        """Answer every request with `status` from now on (a down endpoint); None ends it."""
+        with self._lock:
+            self._outage = status
+
     def reply_raw_next(self, text: str, n: int = 1) -> None:
         """Answer the next `n` completions with `text` verbatim as the content/arguments."""
         with self._lock:
             self._raw_replies.extend([text] * n)
 
     def clear_faults(self) -> None:
-        """Drop scripted statuses, raw replies and the rate limit."""
+        """Drop scripted statuses, raw replies, the outage and the rate limit."""
         with self._lock:
+            self._outage = None
             self._scripted.clear()
             self._raw_replies.clear()
             self._rate_limit = None
@@ -270,7 +280,10 @@ class OpenAIStub:
         with self._lock:
             status, headers = self._decide_status(authorization)
             raw = self._raw_replies.popleft() if status == 200 and self._raw_replies else None
-            self._record(RecordedRequest("POST", path, body, authorization, schema_name, status))
+            request = RecordedRequest(
+                "POST", path, body, authorization, schema_name, status, time.monotonic()
+            )
+            self._record(request)
             number = len(self._requests)
         self._wait_delay()
         if status != 200:
@@ -285,6 +298,8 @@ class OpenAIStub:
         if self._scripted:
             scripted = self._scripted.popleft()
             return scripted.status, _retry_after_headers(scripted.retry_after_s)
+        if self._outage is not None:
+            return self._outage, ()
         if self._rate_limit is not None and not self._rate_limit.admit(time.monotonic()):
             return 429, _retry_after_headers(self._rate_limit.retry_after_s)
         return 200, ()

@@ -43,7 +43,13 @@ from storage.records import (
 
 log = logging.getLogger(__name__)
 NAMESPACE = "swarm"
-_ACTOR_GONE = (RayActorError, ActorUnavailableError, JournalNotStartedError)
+
+
+class StandbyError(RuntimeError):
+    """A call reached a warm standby that serves no role yet: ask again shortly."""
+
+
+_ACTOR_GONE = (RayActorError, ActorUnavailableError, JournalNotStartedError, StandbyError)
 """A peer that is dead, unreachable, or a standby not yet serving: ask again."""
 SAMPLE_EVERY_S = 1.0
 """How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
@@ -259,21 +265,28 @@ class AgentActor:
     def __init__(self, spec: AgentSpec | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.spec = spec
+        # a standby built for a role has its agent ready (imports, adapters, metrics):
+        # taking over is then only the recovery from the log
         self._agent = None if spec is None else build_agent(spec)
+        self._started = False
         self._sampler: asyncio.Task[None] | None = None
 
     @property
     def agent(self) -> DurableAgent:
-        if self._agent is None:
-            raise RuntimeError("this actor is a standby: it serves no role yet")
+        if self._agent is None or not self._started:
+            raise StandbyError("this actor is a standby: it serves no role yet")
         return self._agent
 
     async def start(self) -> RecoveryReport:
-        self.agent.on_crash = self._report_crash
-        self.agent.before_injected_crash = self._announce_crash
-        if isinstance(self.agent, StepAgent):
-            self.agent.on_quarantine = self._report_quarantine
-        report = await self.agent.start()
+        if self._agent is None:
+            raise StandbyError("no role to start: call take_over(spec)")
+        self._started = True
+        agent = self.agent
+        agent.on_crash = self._report_crash
+        agent.before_injected_crash = self._announce_crash
+        if isinstance(agent, StepAgent):
+            agent.on_quarantine = self._report_quarantine
+        report = await agent.start()
         if self._sampler is None:
             self._sampler = asyncio.ensure_future(self._sample_every(SAMPLE_EVERY_S))
         return report
@@ -318,15 +331,16 @@ class AgentActor:
 
     async def take_over(self, spec: AgentSpec) -> RecoveryReport:
         """Become the agent of `spec`: recover it from the log and serve its mailbox."""
-        if self._agent is not None:
-            raise RuntimeError(f"already serving {self._agent.name}")
+        if self._started:
+            raise RuntimeError(f"already serving {self.agent.name}")
+        if self._agent is None or self._agent.name != spec.config.name:
+            self._agent = build_agent(spec)
         self.spec = spec
-        self._agent = build_agent(spec)
         return await self.start()
 
     def serving(self) -> str | None:
         """The role this actor serves, None for a standby."""
-        return None if self._agent is None else self._agent.name
+        return self._agent.name if self._started and self._agent is not None else None
 
     def _report_crash(self, error: BaseException) -> None:
         """An agent task died of an unexpected error: the supervisor restarts this agent."""
@@ -369,6 +383,15 @@ class AgentActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    async def tasks(self) -> list[str]:
+        """Where each of this process's asyncio tasks waits now (for debugging a stall)."""
+        out = []
+        for task in asyncio.all_tasks():
+            frames = task.get_stack(limit=8)
+            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+            out.append(f"{task.get_name()}: {where}")
+        return out
 
     async def watch(self) -> None:
         """Never returns while the agent lives: a supervisor's death notification."""

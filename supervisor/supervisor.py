@@ -273,7 +273,8 @@ class Supervisor:
                 if child.spec.journal is not None:
                     cls: Any = ray.remote(JournalActor)
                     return cls.options(**options).remote(), name
-                return ray.remote(AgentActor).options(**options).remote(), name
+                spec = child.spec.agent if standby else None
+                return ray.remote(AgentActor).options(**options).remote(spec), name
             except ValueError:  # the name is still taken by an actor being torn down
                 continue
             _ = standby

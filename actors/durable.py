@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Coroutine, Iterable, Sequence
@@ -40,6 +39,7 @@ from actors.events import (
     decode_event,
     encode_event,
 )
+from actors.ids import new_id
 from actors.models import FrozenModel
 from actors.protocol import Envelope, ProtocolError, decode_envelope
 from actors.workflow import WorkflowState, accept, apply
@@ -118,11 +118,14 @@ class RecoveryReport(FrozenModel):
 
 @dataclass
 class _Pending:
+    """One `record` call waiting for its commit: events as (event id, kind, payload JSON)."""
+
     workflow_id: str
-    events: list[EventRecord]
+    events: list[tuple[str, str, str]]
     send: list[MessageRecord]
     processed: list[str]
-    rows: list[WorkflowRow]
+    state: WorkflowState | None
+    """The workflow's state after these events (its read-model row is written from it)."""
     dead: list[DeadLetter]
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -149,6 +152,7 @@ class DurableAgent(ABC):
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._encoded_states: dict[str, tuple[WorkflowState, str]] = {}
         self.recovered: set[str] = set()
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
 
@@ -267,28 +271,17 @@ class DurableAgent(ABC):
         """`record` without waiting: the future completes when the commit is durable."""
         if self._fatal is not None:
             raise AgentFencedError(str(self._fatal))
-        records: list[EventRecord] = []
+        records: list[tuple[str, str, str]] = []
         state: WorkflowState | None = None
         for event in events:
             state = self._fold(workflow_id, event)
-            records.append(
-                EventRecord(
-                    stream_id=self.name,
-                    seq=0,
-                    event_id=uuid.uuid4().hex,
-                    type=event.kind,
-                    schema_version=EVENT_SCHEMA_VERSION,
-                    workflow_id=workflow_id,
-                    payload=encode_event(event),
-                )
-            )
-        rows = [self.workflow_row(state)] if state is not None else []
+            records.append((new_id(), event.kind, encode_event(event)))
         pending = _Pending(
             workflow_id=workflow_id,
             events=records,
             send=[_message_record(e) for e in send],
             processed=list(processed),
-            rows=rows,
+            state=state,
             dead=list(dead),
         )
         self._pending.append(pending)
@@ -323,11 +316,22 @@ class DurableAgent(ABC):
 
     async def _commit(self, group: list[_Pending], *, whole: bool) -> None:
         events: list[EventRecord] = []
+        seq, name = self._next_seq, self.name
+        latest: dict[str, WorkflowState] = {}
         for p in group:
-            for record in p.events:
-                events.append(record.model_copy(update={"seq": self._next_seq}))
-                self._next_seq += 1
-        last = self._next_seq - 1
+            for event_id, kind, payload in p.events:
+                events.append(
+                    EventRecord(
+                        stream_id=name, seq=seq, event_id=event_id, type=kind,
+                        schema_version=EVENT_SCHEMA_VERSION, workflow_id=p.workflow_id,
+                        payload=payload,
+                    )
+                )  # fmt: skip
+                seq += 1
+            if p.state is not None:
+                latest[p.state.task_id] = p.state
+        self._next_seq = seq
+        last = seq - 1
         snapshot = None
         if whole and last - self._snapshot_seq >= self.config.snapshot_every:
             snapshot = SnapshotRecord(stream_id=self.name, seq=last, state=self.snapshot_json())
@@ -337,7 +341,7 @@ class DurableAgent(ABC):
             events=tuple(events),
             send=tuple(m for p in group for m in p.send),
             mark_processed=tuple(i for p in group for i in p.processed),
-            workflows=_latest_rows(p.rows for p in group),
+            workflows=tuple(self.workflow_row(state) for state in latest.values()),
             dead_letters=tuple(d for p in group for d in p.dead),
             snapshot=snapshot,
         )
@@ -360,12 +364,26 @@ class DurableAgent(ABC):
         self._push(batch.send)
 
     def snapshot_json(self) -> str:
-        return AgentSnapshot(
-            workflows=tuple(self.workflows.values()),
-            processed=self.processed,
-            completed=self.completed,
-            failed=self.failed,
-        ).model_dump_json()
+        """`AgentSnapshot` as JSON, re-encoding only the workflows that changed since the last.
+
+        States are immutable, so a workflow whose state object is the one encoded
+        last time has the same JSON: the cost of a snapshot follows what changed
+        since the previous one, not how many workflows are in flight.
+        """
+        previous, encoded = self._encoded_states, {}
+        parts: list[str] = []
+        for workflow_id, state in self.workflows.items():
+            cached = previous.get(workflow_id)
+            text = cached[1] if cached is not None and cached[0] is state else None
+            if text is None:
+                text = state.model_dump_json()
+            encoded[workflow_id] = (state, text)
+            parts.append(text)
+        self._encoded_states = encoded
+        return (
+            f'{{"workflows":[{",".join(parts)}],"processed":{self.processed},'
+            f'"completed":{self.completed},"failed":{self.failed}}}'
+        )
 
     def _push(self, messages: Sequence[MessageRecord]) -> None:
         by_recipient: dict[str, list[str]] = {}
@@ -387,7 +405,7 @@ class DurableAgent(ABC):
             try:
                 envelope = decode_envelope(body)
             except ProtocolError as e:
-                await self._dead_letter(e.message_id or uuid.uuid4().hex, e.reason, body)
+                await self._dead_letter(e.message_id or new_id(), e.reason, body)
                 continue
             if envelope.message_id in self._inflight_ids or envelope.message_id in self._recent_ids:
                 continue
@@ -454,11 +472,3 @@ def _message_record(envelope: Envelope) -> MessageRecord:
         workflow_id=envelope.workflow_id,
         body=envelope.model_dump_json(),
     )
-
-
-def _latest_rows(rows: Iterable[list[WorkflowRow]]) -> tuple[WorkflowRow, ...]:
-    latest: dict[str, WorkflowRow] = {}
-    for group in rows:
-        for row in group:
-            latest[row.workflow_id] = row
-    return tuple(latest.values())

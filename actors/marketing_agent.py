@@ -7,7 +7,6 @@ and hands the workflow to the coordinator with `WorkflowFinished(completed)`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from actors.durable import AgentConfig, JournalPort, Transport
@@ -15,7 +14,7 @@ from actors.events import CampaignGenerated, Event, WorkflowAccepted, WorkflowHa
 from actors.ports import ContentWriter
 from actors.product_agent import StepAgent
 from actors.protocol import STEP_CAMPAIGN, CreateCampaign, Envelope
-from actors.steps import with_retries
+from actors.steps import EffectLimiter, with_retries
 from actors.workflow import WorkflowState
 
 
@@ -32,7 +31,7 @@ class MarketingAgent(StepAgent):
     ) -> None:
         super().__init__(config, journal, transport, crash)
         self.writer = writer
-        self._effects = asyncio.Semaphore(effect_concurrency)
+        self._effects = EffectLimiter(effect_concurrency)
 
     async def on_message(self, envelope: Envelope) -> None:
         payload = envelope.payload

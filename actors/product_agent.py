@@ -10,7 +10,6 @@ already hold this listing.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import zlib
 from collections.abc import Callable
@@ -38,7 +37,13 @@ from actors.protocol import (
     ProcessProduct,
     WorkflowFinished,
 )
-from actors.steps import InjectedFailureError, check_fail_step, should_crash, with_retries
+from actors.steps import (
+    EffectLimiter,
+    InjectedFailureError,
+    check_fail_step,
+    should_crash,
+    with_retries,
+)
 from actors.validation import validate_product_data
 from actors.workflow import WorkflowState
 
@@ -118,7 +123,7 @@ class ProductAgent(StepAgent):
         self.writer = writer
         self.marketplace = marketplace
         self.marketing_agents = marketing_agents
-        self._effects = asyncio.Semaphore(effect_concurrency)
+        self._effects = EffectLimiter(effect_concurrency)
 
     async def on_message(self, envelope: Envelope) -> None:
         payload = envelope.payload

@@ -16,8 +16,9 @@ recently consumed ids are skipped, redeliveries are checked against the log,
 and the journal refuses to consume a message twice.
 
 Effects (LLM calls, uploads) run in the workflow's own task; a step's result
-is committed before the next step starts, so a completed step is never paid
-for twice.
+is committed before the next effect starts, so a completed step is never paid
+for twice. (A step with no effect, such as validation or the hand-off, only
+computes from the state and may share a commit with the events before it.)
 """
 
 from __future__ import annotations

@@ -51,8 +51,10 @@ class MarketingAgent(StepAgent):
             marketplace_listing=payload.listing,
             receipt=payload.receipt,
         )
-        await self.record(envelope.workflow_id, [accepted], processed=[envelope.message_id])
-        await self.advance(envelope.workflow_id)
+        _, durable = self._record_nowait(
+            envelope.workflow_id, [accepted], processed=[envelope.message_id]
+        )
+        await self.advance(envelope.workflow_id, after=durable)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         if step == STEP_CAMPAIGN:

@@ -2,7 +2,11 @@
 
 `validate_product_data` (pure) -> `generate_listing` (LLM) -> `confirm_upload`
 (marketplace) -> hand-off to the marketing agent. Each step's result is an
-event committed before the next step starts. An upload carries the
+event committed before the next step with an effect (LLM, marketplace)
+starts; validation and the hand-off have none, so their events share a
+commit with the ones before them (accept + validate, upload + hand-off, each
+one commit). The hand-off message goes out only once that commit is durable.
+An upload carries the
 workflow's idempotency key; a workflow inherited from a previous incarnation
 first looks the product up and writes only if the marketplace does not
 already hold this listing.
@@ -10,6 +14,7 @@ already hold this listing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import zlib
 from collections.abc import Callable
@@ -72,10 +77,21 @@ class StepAgent(DurableAgent):
         super().__init__(config, journal, transport)
         self._crash = crash or (lambda: os._exit(1))
 
-    async def advance(self, workflow_id: str) -> None:
+    effect_free_steps: frozenset[str] = frozenset({STEP_VALIDATE, "handoff"})
+    """Steps that only compute from the workflow's state (no LLM, no marketplace): their events
+    may ride in the same commit as the events before them. Every other step is an external
+    effect and starts only once all earlier events of its workflow are durable."""
+
+    async def advance(self, workflow_id: str, *, after: asyncio.Future[None] | None = None) -> None:
+        """Run the remaining steps; `after` is the commit of events recorded just before."""
+        durable = after
         while (state := self.workflows.get(workflow_id)) is not None and not state.terminal:
             step = state.current_step
-            if should_crash(state, step):
+            crash = should_crash(state, step)
+            if durable is not None and (crash or step not in self.effect_free_steps):
+                await durable
+                durable = None
+            if crash:
                 await self.record(workflow_id, [CrashInjected(step=step)])
                 self._crash()
             try:
@@ -85,7 +101,9 @@ class StepAgent(DurableAgent):
                 events, send = self._failed(state, step, str(e))
             except (InjectedFailureError, ExternalCallError) as e:
                 events, send = self._failed(state, step, f"{type(e).__name__}: {e}")
-            await self.record(workflow_id, events, send=send)
+            _, durable = self._record_nowait(workflow_id, events, send=send)
+        if durable is not None:
+            await durable
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         raise NotImplementedError
@@ -141,8 +159,10 @@ class ProductAgent(StepAgent):
             product=payload.product,
             faults=payload.faults,
         )
-        await self.record(envelope.workflow_id, [accepted], processed=[envelope.message_id])
-        await self.advance(envelope.workflow_id)
+        _, durable = self._record_nowait(
+            envelope.workflow_id, [accepted], processed=[envelope.message_id]
+        )
+        await self.advance(envelope.workflow_id, after=durable)
 
     async def run_step(self, state: WorkflowState, step: str) -> tuple[list[Event], list[Envelope]]:
         if step == STEP_VALIDATE:

@@ -6,6 +6,10 @@ handle, all in one commit, so a product is either in the swarm with its
 message on the way or not submitted at all. Submitting a workflow id that is
 already in flight is a no-op. `WorkflowFinished` messages end workflows as
 `completed` or `failed`.
+
+Backpressure: at most `config.max_in_flight` workflows are in flight at once;
+`submit` waits for room before admitting more, so a long feed keeps every
+agent's memory flat.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Coordinator(DurableAgent):
     ) -> None:
         super().__init__(config, journal, transport)
         self.product_agents = product_agents
+        self._room = asyncio.Event()
 
     async def submit(
         self,
@@ -70,6 +75,9 @@ class Coordinator(DurableAgent):
             ids.append(workflow_id)
             if workflow_id in self.workflows:
                 continue
+            while len(self.workflows) >= self.config.max_in_flight:
+                self._room.clear()
+                await self._room.wait()
             plan = (plans or {}).get(workflow_id) or faults.plan_for(workflow_id)
             agent = pick(self.product_agents, product.product_id)
             message = Envelope.wrap(
@@ -100,7 +108,11 @@ class Coordinator(DurableAgent):
             if payload.status == "completed"
             else WorkflowFailed(step=payload.step, error=payload.error)
         )
-        await self.record(envelope.workflow_id, [event], processed=[envelope.message_id])
+        _, durable = self._record_nowait(
+            envelope.workflow_id, [event], processed=[envelope.message_id]
+        )
+        self._room.set()
+        await durable
 
     async def advance(self, workflow_id: str) -> None:
         """Nothing to do: an in-flight workflow's next message is already durable."""

@@ -57,7 +57,8 @@ from storage.records import (
 )
 
 log = logging.getLogger(__name__)
-RECENT_IDS = 100_000
+RECENT_IDS = 20_000
+"""Consumed message ids remembered to drop a late duplicate push cheaply (~20 s of traffic)."""
 
 
 class JournalPort(Protocol):
@@ -90,6 +91,9 @@ class AgentConfig(FrozenModel):
     snapshot_every: int = 2_000
     """Take a snapshot once this many events were appended since the last one."""
     max_batch_events: int = 5_000
+    max_in_flight: int = 2_000
+    """Workflows admitted at once (the coordinator holds back new ones past it): memory stays
+    flat however long the feed, and snapshots stay small."""
     mailbox_poll_s: float = 2.0
     step_attempts: int = 3
     retry_backoff_s: float = 0.2

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from storage.records import (
     AppendBatch,
@@ -40,6 +40,8 @@ from storage.schema import MIGRATIONS
 from storage.store import EventStore
 
 T = TypeVar("T")
+Row = tuple[Any, ...]
+"""A row as sqlite3 returns it: column values in SELECT order."""
 _EVENT_COLS = "stream_id, seq, event_id, type, schema_version, workflow_id, payload, recorded_at"
 _MSG_COLS = "message_id, recipient, sender, type, workflow_id, body, created_at, processed_at"
 _WF_COLS = "workflow_id, run_id, product_id, status, current_step, agent_id, error, updated_at"
@@ -51,21 +53,21 @@ class SQLiteStoreError(StorageError):
     """The database could not be opened or written."""
 
 
-def _event(r: Sequence[object]) -> EventRecord:
+def _event(r: Row) -> EventRecord:
     return EventRecord(
         stream_id=r[0], seq=r[1], event_id=r[2], type=r[3], schema_version=r[4],
         workflow_id=r[5], payload=r[6], recorded_at=r[7],
     )  # fmt: skip
 
 
-def _message(r: Sequence[object]) -> MessageRecord:
+def _message(r: Row) -> MessageRecord:
     return MessageRecord(
         message_id=r[0], recipient=r[1], sender=r[2], type=r[3], workflow_id=r[4], body=r[5],
         created_at=r[6], processed_at=r[7],
     )  # fmt: skip
 
 
-def _workflow(r: Sequence[object]) -> WorkflowRow:
+def _workflow(r: Row) -> WorkflowRow:
     return WorkflowRow(
         workflow_id=r[0], run_id=r[1], product_id=r[2], status=r[3], current_step=r[4],
         agent_id=r[5], error=r[6], updated_at=r[7],
@@ -144,11 +146,11 @@ class SQLiteEventStore(EventStore):
             (position.stream_id, position.epoch, position.last_seq),
         )
 
-    def _fetchone(self, sql: str, args: Sequence[object]) -> tuple[object, ...] | None:
-        row: tuple[object, ...] | None = self.db.execute(sql, args).fetchone()
+    def _fetchone(self, sql: str, args: Sequence[object]) -> Row | None:
+        row: Row | None = self.db.execute(sql, args).fetchone()
         return row
 
-    def _fetchall(self, sql: str, args: Sequence[object]) -> list[tuple[object, ...]]:
+    def _fetchall(self, sql: str, args: Sequence[object]) -> list[Row]:
         return self.db.execute(sql, args).fetchall()
 
     def _execute(self, sql: str, args: Sequence[object]) -> None:
@@ -309,7 +311,7 @@ class SQLiteEventStore(EventStore):
             f"ORDER BY position {order} LIMIT ?",
             (*args, query.limit),
         )
-        return [(int(str(r[0])), _event(r[1:])) for r in rows]
+        return [(int(r[0]), _event(r[1:])) for r in rows]
 
     async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
         rows = await self._run(
@@ -369,7 +371,7 @@ class SQLiteEventStore(EventStore):
         if run_id is not None:
             sql, args = sql + " WHERE run_id = ?", (run_id,)
         rows = await self._run(self._fetchall, sql + " GROUP BY status, current_step", args)
-        return {(str(r[0]), str(r[1])): int(str(r[2])) for r in rows}
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = await self._run(
@@ -446,4 +448,4 @@ class SQLiteEventStore(EventStore):
 
     async def catalog_count(self) -> int:
         row = await self._run(self._fetchone, "SELECT COUNT(*) FROM catalog", ())
-        return int(str(row[0])) if row else 0
+        return int(row[0]) if row else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,12 +67,23 @@ def submit_products(
     products: list[Product],
     faults: FaultSettings,
     chunk: int,
+    *,
+    window: int = 4,
 ) -> list[str]:
-    refs = [
-        coordinator.submit.remote(run_id, products[i : i + chunk], faults)
-        for i in range(0, len(products), chunk)
-    ]
-    return [wid for ids in ray.get(refs) for wid in ids]
+    """Submit in chunks, at most `window` calls out at once; returns the workflow ids in order.
+
+    The coordinator answers a chunk once it has room for it (backpressure), so
+    a feed of any length never sits whole in the swarm's memory.
+    """
+    pending: deque[Any] = deque()
+    ids: list[str] = []
+    for i in range(0, len(products), chunk):
+        if len(pending) >= window:
+            ids.extend(ray.get(pending.popleft()))
+        pending.append(coordinator.submit.remote(run_id, products[i : i + chunk], faults))
+    while pending:
+        ids.extend(ray.get(pending.popleft()))
+    return ids
 
 
 def wait_for_run(

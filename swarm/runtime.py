@@ -114,6 +114,7 @@ def child_specs(settings: SwarmSettings) -> list[ChildSpec]:
             name=name,
             role=role,
             snapshot_every=settings.snapshot_every,
+            max_in_flight=settings.max_in_flight,
             step_attempts=settings.step_attempts,
             retry_backoff_s=settings.retry_backoff_s,
         )

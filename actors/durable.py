@@ -91,7 +91,7 @@ class AgentConfig(FrozenModel):
     snapshot_every: int = 2_000
     """Take a snapshot once this many events were appended since the last one."""
     max_batch_events: int = 5_000
-    max_in_flight: int = 2_000
+    max_in_flight: int = 500
     """Workflows admitted at once (the coordinator holds back new ones past it): memory stays
     flat however long the feed, and snapshots stay small."""
     mailbox_poll_s: float = 2.0

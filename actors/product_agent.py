@@ -142,6 +142,10 @@ class ProductAgent(StepAgent):
         self.marketplace = marketplace
         self.marketing_agents = marketing_agents
         self._effects = EffectLimiter(effect_concurrency)
+        """LLM calls in flight."""
+        self._uploads = EffectLimiter(effect_concurrency)
+        """Marketplace calls in flight: a limiter of their own, so a workflow whose listing is
+        written never queues behind hundreds still waiting for theirs (the pipeline drains)."""
 
     async def on_message(self, envelope: Envelope) -> None:
         payload = envelope.payload
@@ -178,7 +182,7 @@ class ProductAgent(StepAgent):
                 ListingGenerated(listing=generated.listing, provenance=generated.provenance)
             ], []
         if step == STEP_UPLOAD:
-            async with self._effects:
+            async with self._uploads:
                 return [await self._upload(state)], []
         return self._hand_off(state)
 

@@ -52,6 +52,7 @@ def _start_stub(delay_s: float) -> tuple[subprocess.Popen[str], str]:
 
 
 async def _bare(base_url: str, calls: int, concurrency: int) -> tuple[int, float, float]:
+    import openai
     from langchain_core.messages import HumanMessage, SystemMessage
     from langchain_openai import ChatOpenAI
 
@@ -59,9 +60,11 @@ async def _bare(base_url: str, calls: int, concurrency: int) -> tuple[int, float
     from swarm.llm_offline import OfflineWriter
     from swarm.llm_prompts import campaign_prompt, listing_prompt
 
+    # a client of this event loop (langchain-openai would reuse one cached per process)
+    http_client = openai.DefaultAsyncHttpxClient()
     chat = ChatOpenAI(
         model="gpt-4o-mini", base_url=base_url, api_key=SecretStr(API_KEY), timeout=60,
-        max_retries=2, temperature=0.2,
+        max_retries=2, temperature=0.2, http_async_client=http_client,
     )  # fmt: skip
     chains = [
         chat.with_structured_output(s, method="function_calling", strict=True, include_raw=True)
@@ -88,7 +91,9 @@ async def _bare(base_url: str, calls: int, concurrency: int) -> tuple[int, float
 
     began = time.time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return calls, began, time.time()
+    ended = time.time()
+    await http_client.aclose()
+    return calls, began, ended
 
 
 def _bare_process(base_url: str, calls: int, concurrency: int) -> tuple[int, float, float]:

@@ -38,7 +38,7 @@ class SwarmSettings(BaseSettings):
     retry_deadline_s: float = Field(default=60.0, gt=0)
     """How long agents keep retrying the journal or a peer that is down."""
     submit_chunk: int = Field(default=500, ge=1)
-    max_in_flight: int = Field(default=2_000, ge=1)
+    max_in_flight: int = Field(default=500, ge=1)
     """Workflows in the swarm at once; submitting more waits for room (flat memory)."""
 
     llm_model: str = "gpt-4o-mini"

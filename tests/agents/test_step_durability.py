@@ -47,19 +47,20 @@ def process_product(i: int) -> str:
 class ProductAgentRig:
     """A product agent with its journal, transport, writer and marketplace, in this loop."""
 
-    def __init__(self, snapshot_every: int = 2_000) -> None:
+    def __init__(self, snapshot_every: int = 2_000, effect_concurrency: int = 64) -> None:
         self.journal = RecordingJournal(InMemoryEventStore())
         self.transport = LocalTransport()
         self.writer = WatchedWriter()
         self.marketplace = CatalogMarketplace(self.journal)
         self.snapshot_every = snapshot_every
+        self.effect_concurrency = effect_concurrency
         self.agent = self.new_agent()
 
     def new_agent(self) -> ProductAgent:
         config = AgentConfig(name=AGENT, role="product-upload", snapshot_every=self.snapshot_every)
         return ProductAgent(
             config, self.journal, self.transport, self.writer, self.marketplace,
-            ("marketing-agent-0",),
+            ("marketing-agent-0",), effect_concurrency=self.effect_concurrency,
         )  # fmt: skip
 
     def handed_off(self) -> list[str]:
@@ -125,6 +126,25 @@ def test_hand_off_message_leaves_only_after_its_commit() -> None:
     seen = run(scenario())
     assert len(seen) == 20
     assert all(types[-2:] == ["upload_confirmed", "workflow_handed_off"] for types in seen)
+
+
+def test_an_upload_does_not_wait_for_listings_still_being_written() -> None:
+    """Every LLM slot busy must not stop a workflow whose listing is done from moving on."""
+
+    async def scenario() -> tuple[int, bool]:
+        rig = ProductAgentRig(effect_concurrency=1)
+        await rig.journal.start()
+        gate = rig.writer.held["beanie-1"] = asyncio.Event()
+        await rig.agent.start()
+        # beanie-0 gets the only LLM slot first; as it lets go, beanie-1 takes it and keeps it
+        await rig.agent.deliver([process_product(0), process_product(1)])
+        await eventually(lambda: len(rig.handed_off()) == 1)
+        handed_off_while_held = not gate.is_set()
+        gate.set()
+        await eventually(lambda: len(rig.handed_off()) == 2)
+        return len(rig.handed_off()), handed_off_while_held
+
+    assert run(scenario()) == (2, True)
 
 
 def test_snapshot_is_the_agents_state_as_its_state_changes() -> None:

@@ -18,9 +18,10 @@ Sections (`--only` picks some; `--big` adds `rss`):
   disk, no fsync), runs alternating, and their ratio.
 - llm: the swarm's LLM calls/s against an OpenAI-compatible server that takes
   0.2 s per answer, next to bare concurrent `ChatOpenAI` calls to the same
-  server (see bench_llm.py).
-- rss: resident memory of every actor as 100k products (`--rss-products`) go
-  through, read with psutil from the actors' pids.
+  server (see bench_llm.py; `--llm-products`, `--llm-marketing-agents`).
+- rss: resident/unique memory of every actor as 100k products
+  (`--rss-products`) go through in four runs, read with psutil from the
+  actors' pids: flat memory shows as equal figures after each run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
@@ -140,13 +140,9 @@ def rss(args: argparse.Namespace, tmp: Path) -> None:
         show("fresh")
         done = 0
         for i in range(steps):
-            began = time.perf_counter()
-            products = synthetic_products(per_step, prefix=f"rss{i}")
-            result = timed_run(settings, products)
+            result = timed_run(settings, synthetic_products(per_step, prefix=f"rss{i}"))
             done += per_step
             show(f"after {done:,} ({result.rate:.0f}/s)")
-            del products
-            _ = began
 
 
 def main() -> None:
@@ -162,8 +158,10 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=1000,
                         help="the recovery section's snapshot policy (events)")  # fmt: skip
     parser.add_argument("--journal-events", type=int, default=100_000)
-    parser.add_argument("--llm-products", type=int, default=400)
+    parser.add_argument("--llm-products", type=int, default=1000)
     parser.add_argument("--llm-delay-s", type=float, default=0.2)
+    parser.add_argument("--llm-marketing-agents", type=int, default=1,
+                        help="marketing agents in the llm section")  # fmt: skip
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     if args.big and "rss" not in chosen:

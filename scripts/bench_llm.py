@@ -117,6 +117,7 @@ def run_llm(args: argparse.Namespace, tmp: Path) -> None:
         settings = SwarmSettings(
             db_path=tmp / "llm.db",
             product_agents=args.product_agents,
+            marketing_agents=args.llm_marketing_agents,
             openai_api_key=SecretStr(API_KEY),
             openai_base_url=base_url,
             marketplace_url=None,
@@ -142,6 +143,7 @@ def run_llm(args: argparse.Namespace, tmp: Path) -> None:
         f"llm: swarm {median(swarm):.0f} LLM calls/s, bare ChatOpenAI {median(bare):.0f} calls/s: "
         f"swarm/bare = {median(swarm) / median(bare):.2f} (target >= 0.8; medians; runs "
         f"{runs(swarm)} / {runs(bare)}; server answers after {args.llm_delay_s:g} s, "
-        f"{args.llm_products} products = {calls} calls; bare: {procs} processes x "
+        f"{args.llm_products} products = {calls} calls; swarm: {args.product_agents} product + "
+        f"{args.llm_marketing_agents} marketing agents; bare: {procs} processes x "
         f"{BARE_CONCURRENCY} in flight)"
     )

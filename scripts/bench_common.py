@@ -31,8 +31,6 @@ from swarm.run import new_run_id, submit_products, wait_for_run
 from swarm.runtime import coordinator, journal, start_swarm, stop_swarm
 from swarm.settings import SwarmSettings
 
-AGENT_NAMES = ("coordinator", "product-agent", "marketing-agent")
-
 
 def synthetic_products(n: int, prefix: str = "bench-product") -> list[Product]:
     return [

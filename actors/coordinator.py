@@ -11,6 +11,9 @@ already in flight is a no-op. `WorkflowFinished` messages end workflows as
 failed step and a `ResumeWorkflow` to the agent where it failed, carrying what
 the earlier steps produced, in one commit. The resumed run drops the
 workflow's injected faults.
+Backpressure: at most `config.max_in_flight` workflows are in flight at once;
+`submit` waits for room before admitting more, so a long feed keeps every
+agent's memory flat.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Coordinator(DurableAgent):
     ) -> None:
         super().__init__(config, journal, transport)
         self.product_agents = product_agents
+        self._room = asyncio.Event()
 
     async def submit(
         self,
@@ -96,6 +100,9 @@ class Coordinator(DurableAgent):
         for workflow_id, product in zip(ids, products, strict=True):
             if workflow_id in known:
                 continue
+            while len(self.workflows) >= self.config.max_in_flight:
+                self._room.clear()
+                await self._room.wait()
             plan = (plans or {}).get(workflow_id) or faults.plan_for(workflow_id)
             agent = pick(self.product_agents, product.product_id)
             done = self._start(workflow_id, run_id, product, plan, agent)
@@ -171,7 +178,11 @@ class Coordinator(DurableAgent):
             if payload.status == "completed"
             else WorkflowFailed(step=payload.step, error=payload.error)
         )
-        await self.record(envelope.workflow_id, [event], processed=[envelope.message_id])
+        _, durable = self._record_nowait(
+            envelope.workflow_id, [event], processed=[envelope.message_id]
+        )
+        self._room.set()
+        await durable
 
     async def advance(self, workflow_id: str) -> None:
         """Nothing to do: an in-flight workflow's next message is already durable."""

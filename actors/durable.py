@@ -16,8 +16,9 @@ recently consumed ids are skipped, redeliveries are checked against the log,
 and the journal refuses to consume a message twice.
 
 Effects (LLM calls, uploads) run in the workflow's own task; a step's result
-is committed before the next step starts, so a completed step is never paid
-for twice.
+is committed before the next effect starts, so a completed step is never paid
+for twice. (A step with no effect, such as validation or the hand-off, only
+computes from the state and may share a commit with the events before it.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -40,6 +40,7 @@ from actors.events import (
     decode_event,
     encode_event,
 )
+from actors.ids import new_id
 from actors.metrics import NO_METRICS, SwarmMetrics
 from actors.models import FrozenModel
 from actors.protocol import MAX_MESSAGE_BYTES, Envelope, ProtocolError, decode_envelope
@@ -57,7 +58,8 @@ from storage.records import (
 )
 
 log = logging.getLogger(__name__)
-RECENT_IDS = 100_000
+RECENT_IDS = 20_000
+"""Consumed message ids remembered to drop a late duplicate push cheaply (~20 s of traffic)."""
 
 
 class JournalPort(Protocol):
@@ -92,6 +94,9 @@ class AgentConfig(FrozenModel):
     snapshot_every: int = 2_000
     """Take a snapshot once this many events were appended since the last one."""
     max_batch_events: int = 5_000
+    max_in_flight: int = 500
+    """Workflows admitted at once (the coordinator holds back new ones past it): memory stays
+    flat however long the feed, and snapshots stay small."""
     mailbox_poll_s: float = 2.0
     step_attempts: int = 3
     poison_attempts: int = 3
@@ -127,11 +132,14 @@ class RecoveryReport(FrozenModel):
 
 @dataclass
 class _Pending:
+    """One `record` call waiting for its commit: events as (event id, kind, payload JSON)."""
+
     workflow_id: str
-    events: list[EventRecord]
+    events: list[tuple[str, str, str]]
     send: list[MessageRecord]
     processed: list[str]
-    rows: list[WorkflowRow]
+    state: WorkflowState | None
+    """The workflow's state after these events (its read-model row is written from it)."""
     dead: list[DeadLetter]
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -160,6 +168,7 @@ class DurableAgent(ABC):
         self._fatal: BaseException | None = None
         self._recovered = asyncio.Event()
         """Set once the state is rebuilt: messages pushed during recovery wait for it."""
+        self._encoded_states: dict[str, tuple[WorkflowState, str]] = {}
         self.recovered: set[str] = set()
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
         self.on_crash: Callable[[BaseException], None] = lambda error: None
@@ -294,28 +303,17 @@ class DurableAgent(ABC):
         """`record` without waiting: the future completes when the commit is durable."""
         if self._fatal is not None:
             raise AgentFencedError(str(self._fatal))
-        records: list[EventRecord] = []
+        records: list[tuple[str, str, str]] = []
         state: WorkflowState | None = None
         for event in events:
             state = self._fold(workflow_id, event)
-            records.append(
-                EventRecord(
-                    stream_id=self.name,
-                    seq=0,
-                    event_id=uuid.uuid4().hex,
-                    type=event.kind,
-                    schema_version=EVENT_SCHEMA_VERSION,
-                    workflow_id=workflow_id,
-                    payload=encode_event(event),
-                )
-            )
-        rows = [self.workflow_row(state)] if state is not None else []
+            records.append((new_id(), event.kind, encode_event(event)))
         pending = _Pending(
             workflow_id=workflow_id,
             events=records,
             send=[_message_record(e) for e in send],
             processed=list(processed),
-            rows=rows,
+            state=state,
             dead=list(dead),
         )
         self._pending.append(pending)
@@ -350,11 +348,22 @@ class DurableAgent(ABC):
 
     async def _commit(self, group: list[_Pending], *, whole: bool) -> None:
         events: list[EventRecord] = []
+        seq, name = self._next_seq, self.name
+        latest: dict[str, WorkflowState] = {}
         for p in group:
-            for record in p.events:
-                events.append(record.model_copy(update={"seq": self._next_seq}))
-                self._next_seq += 1
-        last = self._next_seq - 1
+            for event_id, kind, payload in p.events:
+                events.append(
+                    EventRecord(
+                        stream_id=name, seq=seq, event_id=event_id, type=kind,
+                        schema_version=EVENT_SCHEMA_VERSION, workflow_id=p.workflow_id,
+                        payload=payload,
+                    )
+                )  # fmt: skip
+                seq += 1
+            if p.state is not None:
+                latest[p.state.task_id] = p.state
+        self._next_seq = seq
+        last = seq - 1
         snapshot = None
         if whole and last - self._snapshot_seq >= self.config.snapshot_every:
             snapshot = SnapshotRecord(stream_id=self.name, seq=last, state=self.snapshot_json())
@@ -364,7 +373,7 @@ class DurableAgent(ABC):
             events=tuple(events),
             send=tuple(m for p in group for m in p.send),
             mark_processed=tuple(i for p in group for i in p.processed),
-            workflows=_latest_rows(p.rows for p in group),
+            workflows=tuple(self.workflow_row(state) for state in latest.values()),
             dead_letters=tuple(d for p in group for d in p.dead),
             snapshot=snapshot,
         )
@@ -387,12 +396,26 @@ class DurableAgent(ABC):
         self._push(batch.send)
 
     def snapshot_json(self) -> str:
-        return AgentSnapshot(
-            workflows=tuple(self.workflows.values()),
-            processed=self.processed,
-            completed=self.completed,
-            failed=self.failed,
-        ).model_dump_json()
+        """`AgentSnapshot` as JSON, re-encoding only the workflows that changed since the last.
+
+        States are immutable, so a workflow whose state object is the one encoded
+        last time has the same JSON: the cost of a snapshot follows what changed
+        since the previous one, not how many workflows are in flight.
+        """
+        previous, encoded = self._encoded_states, {}
+        parts: list[str] = []
+        for workflow_id, state in self.workflows.items():
+            cached = previous.get(workflow_id)
+            text = cached[1] if cached is not None and cached[0] is state else None
+            if text is None:
+                text = state.model_dump_json()
+            encoded[workflow_id] = (state, text)
+            parts.append(text)
+        self._encoded_states = encoded
+        return (
+            f'{{"workflows":[{",".join(parts)}],"processed":{self.processed},'
+            f'"completed":{self.completed},"failed":{self.failed}}}'
+        )
 
     def _push(self, messages: Sequence[MessageRecord]) -> None:
         by_recipient: dict[str, list[str]] = {}
@@ -467,7 +490,7 @@ class DurableAgent(ABC):
         """
         message_id = error.message_id
         waiting = bool(message_id) and message_id in await self.journal.unprocessed([message_id])
-        letter_id = message_id or uuid.uuid4().hex
+        letter_id = message_id or new_id()
         await self._dead_letter(letter_id, error.reason, body[:MAX_MESSAGE_BYTES], consume=waiting)
 
     async def _dead_letter(
@@ -517,11 +540,3 @@ def _message_record(envelope: Envelope) -> MessageRecord:
         workflow_id=envelope.workflow_id,
         body=envelope.model_dump_json(),
     )
-
-
-def _latest_rows(rows: Iterable[list[WorkflowRow]]) -> tuple[WorkflowRow, ...]:
-    latest: dict[str, WorkflowRow] = {}
-    for group in rows:
-        for row in group:
-            latest[row.workflow_id] = row
-    return tuple(latest.values())

@@ -9,7 +9,6 @@ failed up again, with the uploaded listing it carries.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from actors.durable import AgentConfig, JournalPort, Transport
@@ -18,7 +17,7 @@ from actors.listing_guard import safe_campaign
 from actors.ports import ContentWriter
 from actors.product_agent import StepAgent
 from actors.protocol import STEP_CAMPAIGN, CreateCampaign, Envelope
-from actors.steps import with_retries
+from actors.steps import EffectLimiter, with_retries
 from actors.workflow import WorkflowState
 
 
@@ -37,7 +36,7 @@ class MarketingAgent(StepAgent):
     ) -> None:
         super().__init__(config, journal, transport, crash)
         self.writer = writer
-        self._effects = asyncio.Semaphore(effect_concurrency)
+        self._effects = EffectLimiter(effect_concurrency)
 
     def acceptance(self, envelope: Envelope) -> WorkflowAccepted | None:
         payload = envelope.payload

@@ -51,6 +51,7 @@ from actors.protocol import (
     WorkflowFinished,
 )
 from actors.steps import (
+    EffectLimiter,
     InjectedFailureError,
     check_fail_step,
     should_crash,
@@ -288,7 +289,11 @@ class ProductAgent(StepAgent):
         self.writer = writer
         self.marketplace = marketplace
         self.marketing_agents = marketing_agents
-        self._effects = asyncio.Semaphore(effect_concurrency)
+        self._effects = EffectLimiter(effect_concurrency)
+        """LLM calls in flight."""
+        self._uploads = EffectLimiter(effect_concurrency)
+        """Marketplace calls in flight: a limiter of their own, so a workflow whose listing is
+        written never queues behind hundreds still waiting for theirs (the pipeline drains)."""
 
     def acceptance(self, envelope: Envelope) -> WorkflowAccepted | None:
         payload = envelope.payload
@@ -315,7 +320,7 @@ class ProductAgent(StepAgent):
             self.metrics.llm_call(step, generated.provenance)
             return self._guarded(state, generated)
         if step == STEP_UPLOAD:
-            async with self._effects:
+            async with self._uploads:
                 return [await self._upload(state)], []
         return self._hand_off(state)
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from actors.ids import new_id
 from actors.models import FrozenModel, Listing, MarketplaceListing, Product, UploadReceipt
 from actors.ports import LLMProvenance
 
@@ -137,7 +137,7 @@ class Envelope(FrozenModel):
         causation_id: str | None = None,
     ) -> Envelope:
         return cls(
-            message_id=uuid.uuid4().hex,
+            message_id=new_id(),
             type=payload.kind,
             sender=sender,
             recipient=recipient,
@@ -191,6 +191,9 @@ def decode_envelope(text: str | bytes) -> Envelope:
     size = _size_in_bytes(text)
     if size > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}")
+    fast = _decode_current(text)
+    if fast is not None:
+        return fast
     try:
         raw = json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError too
@@ -221,6 +224,21 @@ def _size_in_bytes(text: str | bytes) -> int:
     if isinstance(text, bytes) or len(text) > MAX_MESSAGE_BYTES or text.isascii():
         return len(text)  # for str past the limit: at least this many bytes
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _decode_current(text: str | bytes) -> Envelope | None:
+    """The common case in one parse: a well-formed envelope of today's version, else None.
+
+    Anything else (older version, unknown type, bad JSON) returns None and goes
+    the long way, which upcasts or says exactly what is wrong.
+    """
+    try:
+        envelope = Envelope.model_validate_json(text)
+    except ValidationError:
+        return None
+    if envelope.schema_version != SCHEMA_VERSION or envelope.type != envelope.payload.kind:
+        return None
+    return envelope
 
 
 def _upcast(raw: dict[str, Any], message_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 
 from actors.coordinator import Coordinator, FaultSettings
 from actors.durable import AgentConfig, DurableAgent, RecoveryReport
@@ -399,11 +399,41 @@ class AgentActor:
 
 
 class JournalCatalogClient(RayJournalClient):
-    """The local marketplace's access to the catalog table, through the journal actor."""
+    """The local marketplace's access to the catalog table, through the journal actor.
+
+    Puts are batched: while one `catalog_put_many` call is out, new puts wait
+    and go together in the next call, so a busy agent pays one actor call for
+    many listings and a quiet one sends each put at once.
+    """
+
+    max_batch = 1_000
+
+    def __init__(self, name: str = "journal", retry_deadline_s: float = 60.0) -> None:
+        super().__init__(name, retry_deadline_s)
+        self._puts: list[tuple[tuple[str, str, str], asyncio.Future[tuple[int, bool]]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def catalog_put(self, product_id: str, body: str, key: str) -> tuple[int, bool]:
-        entry, created = await self._call("catalog_put", product_id, body, key)
-        return int(entry.revision), bool(created)
+        future: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        self._puts.append(((product_id, body, key), future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_puts())
+        return await future
+
+    async def _send_puts(self) -> None:
+        while self._puts:
+            group = self._puts[: self.max_batch]
+            del self._puts[: self.max_batch]
+            try:
+                results = await self._call("catalog_put_many", [item for item, _ in group])
+            except (RayError, ActorLookupError) as e:  # each put of the group fails with it
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (_, future), (entry, created) in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result((int(entry.revision), bool(created)))
 
     async def catalog_get(self, product_id: str) -> str | None:
         entry = await self._call("catalog_get", product_id)

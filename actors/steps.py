@@ -1,4 +1,5 @@
-"""What every step shares: the seed's failure injection and the retry policy for effects.
+"""What every step shares: the seed's failure injection, the retry policy for effects, and
+the limit on effects in flight.
 
 `fail_step` raises `RuntimeError` at the named step, every time the step runs.
 `crash_step` records `CrashInjected` and then ends the agent's process (through
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TypeVar
 
 from actors.ports import ExternalCallError
@@ -57,3 +60,48 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, backo
                 delay = backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class EffectLimiter:
+    """At most `limit` effects (LLM calls, uploads) in flight; the others wait in FIFO order.
+
+    An `asyncio.Semaphore` would do, but in Python 3.11 its `acquire` scans every
+    waiter, and an agent may hold thousands of workflows waiting for a slot:
+    here taking and handing on a slot costs the same however many wait.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"effect limit must be at least 1, got {limit}")
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(slot)
+        try:
+            await slot
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled():  # handed a slot as it was cancelled
+                self._release()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Hand the slot to the longest waiter still waiting, else free it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1

@@ -1,122 +1,195 @@
-"""Benchmark: products/s through the whole durable pipeline, and per-product latency.
+"""Benchmark: products/s through the whole durable pipeline, and what durability costs.
 
     python scripts/bench.py [--products 1000] [--product-agents 2] [--repeat 3]
+                            [--only throughput,recovery,journal,persistence,llm] [--big]
 
-Runs an embedded Ray with the offline LLM and the local marketplace on a
-fresh database in a temp dir, `--repeat` times, and prints each run and the
-median. Latency is from the coordinator's `workflow_submitted` commit to its
-`workflow_completed` commit, read back from the event log.
+Runs an embedded Ray, each swarm on a fresh database in a temp dir, and prints
+every figure as the median of `--repeat` runs (the runs follow in brackets).
+Sections (`--only` picks some; `--big` adds `rss`):
+
+- throughput: products/s and per-product latency p50/p99 with the offline LLM,
+  the local marketplace and SQLite `synchronous=FULL`. Latency is from the
+  coordinator's `workflow_submitted` commit to its `workflow_completed` commit.
+- recovery: one agent's recovery time against its stream's length (1k, 10k,
+  100k events), with and without snapshots (see bench_recovery.py).
+- journal: durable events/s through the journal (see bench_journal.py).
+- persistence: throughput with durability on against the same swarm with
+  persistence off (the same SQLite store on tmpfs with `synchronous=OFF`: no
+  disk, no fsync), runs alternating, and their ratio.
+- llm: the swarm's LLM calls/s against an OpenAI-compatible server that takes
+  0.2 s per answer, next to bare concurrent `ChatOpenAI` calls to the same
+  server (see bench_llm.py; `--llm-products`, `--llm-marketing-agents`).
+- rss: resident/unique memory of every actor as 100k products
+  (`--rss-products`) go through in four runs, read with psutil from the
+  actors' pids: flat memory shows as equal figures after each run.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
-import sys
+import os
 import tempfile
-import time
-from decimal import Decimal
 from pathlib import Path
 
+import psutil
 import ray
+from bench_common import (
+    RunResult,
+    actor_pids,
+    median,
+    running_swarm,
+    runs,
+    synthetic_products,
+    timed_run,
+)
+from bench_journal import run_journal
+from bench_llm import run_llm
+from bench_recovery import run_recovery
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from actors.coordinator import FaultSettings
-from actors.models import Product, Variant
-from storage.records import EventQuery
-from storage.sqlite import SQLiteEventStore
-from swarm.run import new_run_id, submit_products, wait_for_run
-from swarm.runtime import connect, coordinator, journal, start_swarm, stop_swarm
+from swarm.runtime import connect
 from swarm.settings import SwarmSettings
 
+SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm", "rss")
+DEFAULT_SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm")
+WARMUP_PRODUCTS = 300
+TMPFS = Path("/dev/shm")
 
-def synthetic_products(n: int) -> list[Product]:
-    return [
-        Product(
-            handle=f"bench-product-{i}",
-            title=f"Merino Wool Beanie {i}",
-            description="<p>Warm, soft <strong>merino</strong> beanie for cold mornings.</p>",
-            vendor="Northwind Outfitters",
-            product_type="Hats",
-            tags=("winter", "wool", "outdoor"),
-            option_names=("Color",),
-            variants=(
-                Variant(sku=f"BEANIE-{i}-GRY", price=Decimal("24.00"), options={"Color": "Grey"}),
-                Variant(sku=f"BEANIE-{i}-NVY", price=Decimal("24.00"), options={"Color": "Navy"}),
-            ),
-            images=(f"https://cdn.example.com/beanie-{i}.jpg",),
+
+def _settings(db: Path, args: argparse.Namespace, **overrides: object) -> SwarmSettings:
+    values: dict[str, object] = {
+        "db_path": db,
+        "product_agents": args.product_agents,
+        "openai_api_key": None,
+        "marketplace_url": None,
+    }
+    values.update(overrides)
+    return SwarmSettings(**values)  # type: ignore[arg-type]
+
+
+def _warm(settings: SwarmSettings) -> None:
+    """One small run first: workers import, connect and fill their caches outside the clock."""
+    timed_run(settings, synthetic_products(WARMUP_PRODUCTS, prefix="warmup"))
+
+
+def throughput(args: argparse.Namespace, tmp: Path) -> None:
+    settings = _settings(tmp / "bench.db", args)
+    with running_swarm(settings):
+        _warm(settings)
+        results: list[RunResult] = []
+        for i in range(args.repeat):
+            r = timed_run(settings, synthetic_products(args.products))
+            results.append(r)
+            print(f"run {i + 1}: {r.rate:8.1f} products/s   latency p50 {r.p50_ms:7.1f} ms  "
+                  f"p99 {r.p99_ms:7.1f} ms")  # fmt: skip
+    print(
+        f"median of {args.repeat}: {median([r.rate for r in results]):.1f} "
+        f"products/s, p50 {median([r.p50_ms for r in results]):.1f} ms, "
+        f"p99 {median([r.p99_ms for r in results]):.1f} ms "
+        f"({args.products} products, {args.product_agents} product agents, "
+        "offline LLM, local marketplace, SQLite synchronous=FULL)"
+    )
+
+
+def persistence(args: argparse.Namespace, tmp: Path) -> None:
+    volatile_dir = TMPFS if TMPFS.is_dir() else tmp
+    durable: list[float] = []
+    volatile: list[float] = []
+    for i in range(args.repeat):
+        for rates, settings in (
+            (durable, _settings(tmp / f"durable-{i}.db", args)),
+            (volatile, _settings(
+                volatile_dir / f"swarm-bench-{os.getpid()}-{i}.db", args, db_synchronous="OFF"
+            )),
+        ):  # fmt: skip
+            try:
+                with running_swarm(settings):
+                    _warm(settings)
+                    rates.append(timed_run(settings, synthetic_products(args.products)).rate)
+            finally:
+                if settings.db_path.parent == TMPFS:
+                    for suffix in ("", "-wal", "-shm"):
+                        Path(f"{settings.db_path}{suffix}").unlink(missing_ok=True)
+    ratio = median(durable) / median(volatile)
+    print(
+        f"persistence: durable {median(durable):.0f} products/s, persistence off "
+        f"{median(volatile):.0f} products/s: durable/off = {ratio:.2f} "
+        f"(medians; runs {runs(durable)} / {runs(volatile)}; off = the same SQLite store on "
+        f"{volatile_dir} with synchronous=OFF, {args.products} products, runs alternating)"
+    )
+
+
+def rss(args: argparse.Namespace, tmp: Path) -> None:
+    settings = _settings(tmp / "rss.db", args)
+    steps = 4
+    per_step = args.rss_products // steps
+    with running_swarm(settings):
+        processes = {name: psutil.Process(pid) for name, pid in actor_pids(settings).items()}
+
+        def show(label: str) -> None:
+            cells = []
+            for name, proc in processes.items():
+                info = proc.memory_full_info()
+                cells.append(f"{name} {info.rss / 2**20:.0f}/{info.uss / 2**20:.0f}")
+            print(f"  {label:>22}: " + "  ".join(cells))
+
+        print(
+            f"rss: MB resident/unique per actor (target <= 120 MB resident), "
+            f"{args.rss_products:,} products in {steps} runs, max_in_flight "
+            f"{settings.max_in_flight}:"
         )
-        for i in range(n)
-    ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def latencies(db: Path, run_id: str) -> list[float]:
-    store = SQLiteEventStore(db)
-    await store.open()
-    try:
-        started: dict[str, float] = {}
-        ended: dict[str, float] = {}
-        for kind, target in (("workflow_submitted", started), ("workflow_completed", ended)):
-            rows = await store.query_events(
-                EventQuery(stream_id="coordinator", type=kind, limit=10_000_000)
-            )
-            for _, e in rows:
-                if e.workflow_id.startswith(run_id):
-                    target[e.workflow_id] = e.recorded_at
-        return [ended[w] - started[w] for w in ended if w in started]
-    finally:
-        await store.close()
-
-
-def one_run(settings: SwarmSettings, products: list[Product]) -> tuple[float, float, float]:
-    run_id = new_run_id()
-    began = time.perf_counter()
-    ids = submit_products(coordinator(), run_id, products, FaultSettings(), settings.submit_chunk)
-    wait_for_run(journal(), run_id, len(ids), poll_s=0.05)
-    wall = time.perf_counter() - began
-    lat = asyncio.run(latencies(settings.db_path, run_id))
-    return len(ids) / wall, percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
+        show("fresh")
+        done = 0
+        for i in range(steps):
+            result = timed_run(settings, synthetic_products(per_step, prefix=f"rss{i}"))
+            done += per_step
+            show(f"after {done:,} ({result.rate:.0f}/s)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--products", type=int, default=1000)
     parser.add_argument("--product-agents", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated sections out of {', '.join(SECTIONS)}")  # fmt: skip
+    parser.add_argument("--big", action="store_true", help="add the rss section (100k products)")
+    parser.add_argument("--rss-products", type=int, default=100_000)
+    parser.add_argument("--recovery-lengths", default="1000,10000,100000")
+    parser.add_argument("--snapshot-every", type=int, default=1000,
+                        help="the recovery section's snapshot policy (events)")  # fmt: skip
+    parser.add_argument("--journal-events", type=int, default=100_000)
+    parser.add_argument("--llm-products", type=int, default=1000)
+    parser.add_argument("--llm-delay-s", type=float, default=0.2)
+    parser.add_argument("--llm-marketing-agents", type=int, default=1,
+                        help="marketing agents in the llm section")  # fmt: skip
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
-        settings = SwarmSettings(
-            db_path=Path(tmp) / "bench.db",
-            product_agents=args.product_agents,
-            openai_api_key=None,
-            marketplace_url=None,
-        )
-        connect("local")
-        supervisor = start_swarm(settings, detached=False)
-        try:
-            results = []
-            for i in range(args.repeat):
-                rate, p50, p99 = one_run(settings, synthetic_products(args.products))
-                results.append((rate, p50, p99))
-                print(f"run {i + 1}: {rate:8.1f} products/s   latency p50 {p50:7.1f} ms  "
-                      f"p99 {p99:7.1f} ms")  # fmt: skip
-            print(
-                f"median of {args.repeat}: {statistics.median(r[0] for r in results):.1f} "
-                f"products/s, p50 {statistics.median(r[1] for r in results):.1f} ms, "
-                f"p99 {statistics.median(r[2] for r in results):.1f} ms "
-                f"({args.products} products, {args.product_agents} product agents, "
-                "offline LLM, local marketplace, SQLite synchronous=FULL)"
-            )
-        finally:
-            stop_swarm(supervisor)
-            ray.shutdown()
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    if args.big and "rss" not in chosen:
+        chosen.append("rss")
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    connect("local")
+    try:
+        with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
+            for section in SECTIONS:
+                if section not in chosen:
+                    continue
+                if section == "throughput":
+                    throughput(args, Path(tmp))
+                elif section == "recovery":
+                    lengths = [int(n) for n in args.recovery_lengths.split(",")]
+                    run_recovery(lengths, args.snapshot_every, args.repeat)
+                elif section == "journal":
+                    run_journal(args.journal_events, args.repeat)
+                elif section == "persistence":
+                    persistence(args, Path(tmp))
+                elif section == "llm":
+                    run_llm(args, Path(tmp))
+                elif section == "rss":
+                    rss(args, Path(tmp))
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

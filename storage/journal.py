@@ -141,6 +141,19 @@ class Journal:
         self._wake.set()
         return await future
 
+    async def catalog_put_many(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[CatalogEntry, bool]]:
+        """`catalog_put` for many (product id, body, key): one call from a batching client."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[tuple[CatalogEntry, bool]]] = []
+        for item in items:
+            future: asyncio.Future[tuple[CatalogEntry, bool]] = loop.create_future()
+            self._catalog_queue.append((item, future))
+            futures.append(future)
+        self._wake.set()
+        return list(await asyncio.gather(*futures))
+
     async def _commit_catalog(self) -> None:
         group, self._catalog_queue = self._catalog_queue, []
         try:

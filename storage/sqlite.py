@@ -1,18 +1,27 @@
-"""The SQLite event store, through aiosqlite, in WAL mode.
+"""The SQLite event store, in WAL mode, on a thread of its own.
 
-One connection, one writer: the journal actor owns it. A group commit is one
-transaction; each batch in it runs inside its own SAVEPOINT so that a batch
-refused by the database (a message already processed) rolls back alone. With
+One connection, one writer: the journal actor owns it. The connection lives
+on one dedicated thread (the model aiosqlite uses), and every operation runs
+there as one plain `sqlite3` function: a whole group commit, however many
+batches and rows it holds, is a single hop to that thread and back, so the
+event loop never waits on the disk and never pays a thread hop per statement.
+
+A group commit is one transaction; each batch in it runs inside its own
+SAVEPOINT so that a batch refused by the database (a message already
+processed) rolls back alone. Rows go in with `executemany`. With
 `synchronous=FULL` a commit is on disk when `commit` returns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from storage.records import (
     AppendBatch,
@@ -30,25 +39,43 @@ from storage.records import (
 from storage.schema import MIGRATIONS
 from storage.store import EventStore
 
+T = TypeVar("T")
+Row = tuple[Any, ...]
+"""A row as sqlite3 returns it: column values in SELECT order."""
 _EVENT_COLS = "stream_id, seq, event_id, type, schema_version, workflow_id, payload, recorded_at"
 _MSG_COLS = "message_id, recipient, sender, type, workflow_id, body, created_at, processed_at"
 _WF_COLS = "workflow_id, run_id, product_id, status, current_step, agent_id, error, updated_at"
+_IN_CHUNK = 500
+"""Ids per `IN (...)` list: well under SQLite's limit on bound parameters."""
 
 
 class SQLiteStoreError(StorageError):
     """The database could not be opened or written."""
 
 
-def _event(row: Sequence[object]) -> EventRecord:
-    return EventRecord.model_validate(dict(zip(_EVENT_COLS.split(", "), row, strict=True)))
+def _event(r: Row) -> EventRecord:
+    return EventRecord(
+        stream_id=r[0], seq=r[1], event_id=r[2], type=r[3], schema_version=r[4],
+        workflow_id=r[5], payload=r[6], recorded_at=r[7],
+    )  # fmt: skip
 
 
-def _message(row: Sequence[object]) -> MessageRecord:
-    return MessageRecord.model_validate(dict(zip(_MSG_COLS.split(", "), row, strict=True)))
+def _message(r: Row) -> MessageRecord:
+    return MessageRecord(
+        message_id=r[0], recipient=r[1], sender=r[2], type=r[3], workflow_id=r[4], body=r[5],
+        created_at=r[6], processed_at=r[7],
+    )  # fmt: skip
 
 
-def _workflow(row: Sequence[object]) -> WorkflowRow:
-    return WorkflowRow.model_validate(dict(zip(_WF_COLS.split(", "), row, strict=True)))
+def _workflow(r: Row) -> WorkflowRow:
+    return WorkflowRow(
+        workflow_id=r[0], run_id=r[1], product_id=r[2], status=r[3], current_step=r[4],
+        agent_id=r[5], error=r[6], updated_at=r[7],
+    )  # fmt: skip
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
 
 
 class SQLiteEventStore(EventStore):
@@ -56,191 +83,212 @@ class SQLiteEventStore(EventStore):
         super().__init__()
         self.path = Path(path)
         self._synchronous = synchronous
-        self._db: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` on the connection's thread; sqlite3 errors become ours."""
+        if self._thread is None:
+            raise SQLiteStoreError(f"{self.path}: store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._thread, partial(fn, *args))
+        except sqlite3.Error as e:
+            raise SQLiteStoreError(f"{self.path}: {fn.__name__.strip('_')}: {e}") from e
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def db(self) -> sqlite3.Connection:
+        if self._conn is None:
             raise SQLiteStoreError(f"{self.path}: store is not open")
-        return self._db
+        return self._conn
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-            await self._db.execute("PRAGMA busy_timeout=10000")
-            await self._migrate()
-        except aiosqlite.Error as e:
-            raise SQLiteStoreError(f"{self.path}: cannot open database: {e}") from e
+            await self._run(self._open)
+        except SQLiteStoreError:
+            await self.close()
+            raise
 
-    async def _migrate(self) -> None:
-        async with self.db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
+    def _open(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        row = conn.execute("PRAGMA user_version").fetchone()
         version = int(row[0]) if row else 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self.db.executescript(
-                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;"
-            )
+            conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(thread, conn.close)
+        thread.shutdown(wait=True)
 
     # --- streams -------------------------------------------------------------
     async def _load_position(self, stream_id: str) -> StreamPosition:
-        async with self.db.execute(
-            "SELECT epoch, last_seq FROM streams WHERE stream_id = ?", (stream_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        sql = "SELECT epoch, last_seq FROM streams WHERE stream_id = ?"
+        row = await self._run(self._fetchone, sql, (stream_id,))
         epoch, last_seq = (int(row[0]), int(row[1])) if row else (0, 0)
         return StreamPosition(stream_id=stream_id, epoch=epoch, last_seq=last_seq)
 
     async def _save_epoch(self, position: StreamPosition) -> None:
-        await self.db.execute(
+        await self._run(
+            self._execute,
             "INSERT INTO streams (stream_id, epoch, last_seq) VALUES (?, ?, ?) "
             "ON CONFLICT (stream_id) DO UPDATE SET epoch = excluded.epoch",
             (position.stream_id, position.epoch, position.last_seq),
         )
 
+    def _fetchone(self, sql: str, args: Sequence[object]) -> Row | None:
+        row: Row | None = self.db.execute(sql, args).fetchone()
+        return row
+
+    def _fetchall(self, sql: str, args: Sequence[object]) -> list[Row]:
+        return self.db.execute(sql, args).fetchall()
+
+    def _execute(self, sql: str, args: Sequence[object]) -> None:
+        self.db.execute(sql, args)
+
     async def _write(self, batches: Sequence[AppendBatch]) -> dict[int, StorageError]:
+        return await self._run(self._write_group, batches)
+
+    def _write_group(self, batches: Sequence[AppendBatch]) -> dict[int, StorageError]:
         failures: dict[int, StorageError] = {}
         now = time.time()
         db = self.db
         try:
-            await db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             for index, batch in enumerate(batches):
-                await db.execute("SAVEPOINT batch")
-                failure = await self._write_batch(batch, now)
-                if failure is not None:
+                if not batch.mark_processed:  # nothing in it can be refused: no savepoint
+                    self._write_batch(batch, now)
+                    continue
+                db.execute("SAVEPOINT batch")
+                failure = self._mark_processed(batch, now)
+                if failure is None:
+                    self._write_batch(batch, now)
+                else:
                     failures[index] = failure
-                    await db.execute("ROLLBACK TO batch")
-                await db.execute("RELEASE batch")
-            await db.execute("COMMIT")
-        except aiosqlite.Error as e:
+                    db.execute("ROLLBACK TO batch")
+                db.execute("RELEASE batch")
+            db.execute("COMMIT")
+        except sqlite3.Error:
             if db.in_transaction:
-                await db.execute("ROLLBACK")
-            raise SQLiteStoreError(f"{self.path}: commit failed: {e}") from e
+                db.execute("ROLLBACK")
+            raise
         return failures
 
-    async def _write_batch(self, batch: AppendBatch, now: float) -> StorageError | None:
-        db = self.db
-        if batch.mark_processed:
-            ids = batch.mark_processed
-            marks = "?," * (len(ids) - 1) + "?"
-            cur = await db.execute(
-                f"UPDATE messages SET processed_at = ? WHERE message_id IN ({marks}) "
+    def _mark_processed(self, batch: AppendBatch, now: float) -> StorageError | None:
+        ids = batch.mark_processed
+        changed = 0
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            changed += self.db.execute(
+                f"UPDATE messages SET processed_at = ? WHERE message_id IN ({_marks(len(chunk))}) "
                 "AND processed_at IS NULL",
-                (now, *ids),
-            )
-            if cur.rowcount != len(set(ids)):
-                # fewer rows changed: some ids were consumed before, or were never stored
-                done = await self._processed_among(ids)
-                if done:
-                    return DuplicateDeliveryError(batch.stream_id, tuple(sorted(done)))
+                (now, *chunk),
+            ).rowcount
+        if changed != len(set(ids)):
+            # fewer rows changed: some ids were consumed before, or were never stored
+            done = self._processed_among(ids)
+            if done:
+                return DuplicateDeliveryError(batch.stream_id, tuple(sorted(done)))
+        return None
+
+    def _write_batch(self, batch: AppendBatch, now: float) -> None:
+        db = self.db
         if batch.events:
-            await db.executemany(
+            db.executemany(
                 f"INSERT INTO events ({_EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (
-                        e.stream_id,
-                        e.seq,
-                        e.event_id,
-                        e.type,
-                        e.schema_version,
-                        e.workflow_id,
-                        e.payload,
-                        now,
-                    )
+                    (e.stream_id, e.seq, e.event_id, e.type, e.schema_version, e.workflow_id,
+                     e.payload, now)
                     for e in batch.events
                 ],
-            )
-            await db.execute(
+            )  # fmt: skip
+            db.execute(
                 "INSERT INTO streams (stream_id, epoch, last_seq) VALUES (?, ?, ?) "
                 "ON CONFLICT (stream_id) DO UPDATE SET last_seq = excluded.last_seq",
                 (batch.stream_id, batch.epoch, batch.events[-1].seq),
             )
         if batch.send:
-            await db.executemany(
+            db.executemany(
                 f"INSERT OR IGNORE INTO messages ({_MSG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
                 [
                     (m.message_id, m.recipient, m.sender, m.type, m.workflow_id, m.body, now)
                     for m in batch.send
                 ],
             )
-        await self._write_side_records(batch, now)
-        return None
-
-    async def _write_side_records(self, batch: AppendBatch, now: float) -> None:
-        db = self.db
         if batch.workflows:
-            await db.executemany(
+            db.executemany(
                 f"INSERT OR REPLACE INTO workflows ({_WF_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (
-                        w.workflow_id,
-                        w.run_id,
-                        w.product_id,
-                        w.status,
-                        w.current_step,
-                        w.agent_id,
-                        w.error,
-                        now,
-                    )
+                    (w.workflow_id, w.run_id, w.product_id, w.status, w.current_step, w.agent_id,
+                     w.error, now)
                     for w in batch.workflows
                 ],
-            )
+            )  # fmt: skip
         if batch.dead_letters:
-            await db.executemany(
+            db.executemany(
                 "INSERT OR IGNORE INTO dead_letters (message_id, recipient, reason, body, "
                 "recorded_at) VALUES (?, ?, ?, ?, ?)",
                 [(d.message_id, d.recipient, d.reason, d.body, now) for d in batch.dead_letters],
             )
         if batch.snapshot is not None:
             s = batch.snapshot
-            await db.execute(
+            db.execute(
                 "INSERT OR REPLACE INTO snapshots (stream_id, seq, schema_version, state, taken_at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (s.stream_id, s.seq, s.schema_version, s.state, now),
             )
 
-    async def _processed_among(self, ids: Sequence[str]) -> set[str]:
-        marks = "?," * (len(ids) - 1) + "?"
-        async with self.db.execute(
-            f"SELECT message_id FROM messages WHERE message_id IN ({marks}) "
-            "AND processed_at IS NOT NULL",
-            tuple(ids),
-        ) as cur:
-            return {str(r[0]) for r in await cur.fetchall()}
+    def _processed_among(self, ids: Sequence[str]) -> set[str]:
+        done: set[str] = set()
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = tuple(ids[i : i + _IN_CHUNK])
+            rows = self.db.execute(
+                f"SELECT message_id FROM messages WHERE message_id IN ({_marks(len(chunk))}) "
+                "AND processed_at IS NOT NULL",
+                chunk,
+            ).fetchall()
+            done.update(str(r[0]) for r in rows)
+        return done
 
     # --- reads -----------------------------------------------------------------
     async def read_stream(
         self, stream_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[EventRecord]:
-        async with self.db.execute(
+        rows = await self._run(
+            self._fetchall,
             f"SELECT {_EVENT_COLS} FROM events WHERE stream_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             (stream_id, after_seq, -1 if limit is None else limit),
-        ) as cur:
-            return [_event(r) for r in await cur.fetchall()]
+        )
+        return [_event(r) for r in rows]
 
     async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
-        async with self.db.execute(
+        row = await self._run(
+            self._fetchone,
             "SELECT stream_id, seq, schema_version, state, taken_at FROM snapshots "
             "WHERE stream_id = ?",
             (stream_id,),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None:
             return None
-        keys = ("stream_id", "seq", "schema_version", "state", "taken_at")
-        return SnapshotRecord.model_validate(dict(zip(keys, row, strict=True)))
+        return SnapshotRecord(
+            stream_id=row[0], seq=row[1], schema_version=row[2], state=row[3], taken_at=row[4]
+        )
 
     async def stream_ids(self) -> list[str]:
-        async with self.db.execute("SELECT stream_id FROM streams ORDER BY stream_id") as cur:
-            return [str(r[0]) for r in await cur.fetchall()]
+        sql = "SELECT stream_id FROM streams ORDER BY stream_id"
+        rows = await self._run(self._fetchall, sql, ())
+        return [str(r[0]) for r in rows]
 
     async def query_events(self, query: EventQuery) -> list[tuple[int, EventRecord]]:
         where: list[str] = ["position > ?"]
@@ -268,31 +316,39 @@ class SQLiteEventStore(EventStore):
             where.append(f"stream_id IN ({', '.join('?' * len(query.stream_ids)) or 'NULL'})")
             args.extend(query.stream_ids)
         order = "DESC" if query.newest_first else "ASC"
-        async with self.db.execute(
+        rows = await self._run(
+            self._fetchall,
             f"SELECT position, {_EVENT_COLS} FROM events WHERE {' AND '.join(where)} "
             f"ORDER BY position {order} LIMIT ?",
             (*args, query.limit),
-        ) as cur:
-            return [(int(r[0]), _event(r[1:])) for r in await cur.fetchall()]
+        )
+        return [(int(r[0]), _event(r[1:])) for r in rows]
 
     async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
-        async with self.db.execute(
+        rows = await self._run(
+            self._fetchall,
             f"SELECT {_MSG_COLS} FROM messages WHERE recipient = ? AND processed_at IS NULL "
             "ORDER BY created_at, message_id LIMIT ?",
             (recipient, limit),
-        ) as cur:
-            return [_message(r) for r in await cur.fetchall()]
+        )
+        return [_message(r) for r in rows]
 
     async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
         if not message_ids:
             return set()
-        marks = "?," * (len(message_ids) - 1) + "?"
-        async with self.db.execute(
-            f"SELECT message_id FROM messages WHERE message_id IN ({marks}) "
-            "AND processed_at IS NULL",
-            tuple(message_ids),
-        ) as cur:
-            return {str(r[0]) for r in await cur.fetchall()}
+        return await self._run(self._unprocessed, tuple(message_ids))
+
+    def _unprocessed(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = tuple(ids[i : i + _IN_CHUNK])
+            rows = self.db.execute(
+                f"SELECT message_id FROM messages WHERE message_id IN ({_marks(len(chunk))}) "
+                "AND processed_at IS NULL",
+                chunk,
+            ).fetchall()
+            found.update(str(r[0]) for r in rows)
+        return found
 
     async def workflows(
         self, run_id: str | None = None, status: str | None = None, limit: int = 10_000
@@ -304,18 +360,20 @@ class SQLiteEventStore(EventStore):
         if status is not None:
             where.append("status = ?")
             args.append(status)
-        async with self.db.execute(
+        rows = await self._run(
+            self._fetchall,
             f"SELECT {_WF_COLS} FROM workflows WHERE {' AND '.join(where)} "
             "ORDER BY updated_at LIMIT ?",
             (*args, limit),
-        ) as cur:
-            return [_workflow(r) for r in await cur.fetchall()]
+        )
+        return [_workflow(r) for r in rows]
 
     async def workflow(self, workflow_id: str) -> WorkflowRow | None:
-        async with self.db.execute(
-            f"SELECT {_WF_COLS} FROM workflows WHERE workflow_id = ?", (workflow_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._run(
+            self._fetchone,
+            f"SELECT {_WF_COLS} FROM workflows WHERE workflow_id = ?",
+            (workflow_id,),
+        )
         return _workflow(row) if row else None
 
     async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
@@ -325,8 +383,8 @@ class SQLiteEventStore(EventStore):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT workflow_id FROM workflows WHERE workflow_id IN ({marks})"
-            async with self.db.execute(sql, chunk) as cur:
-                known.update(row[0] for row in await cur.fetchall())
+            rows = await self._run(self._fetchall, sql, tuple(chunk))
+            known.update(row[0] for row in rows)
         return known
 
     async def workflow_counts(self, run_id: str | None = None) -> dict[tuple[str, str], int]:
@@ -334,78 +392,82 @@ class SQLiteEventStore(EventStore):
         args: tuple[str, ...] = ()
         if run_id is not None:
             sql, args = sql + " WHERE run_id = ?", (run_id,)
-        async with self.db.execute(sql + " GROUP BY status, current_step", args) as cur:
-            return {(str(r[0]), str(r[1])): int(r[2]) for r in await cur.fetchall()}
+        rows = await self._run(self._fetchall, sql + " GROUP BY status, current_step", args)
+        return {(str(r[0]), str(r[1])): int(r[2]) for r in rows}
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        async with self.db.execute(
+        rows = await self._run(
+            self._fetchall,
             "SELECT message_id, recipient, reason, body, recorded_at FROM dead_letters "
             "ORDER BY recorded_at LIMIT ?",
             (limit,),
-        ) as cur:
-            keys = ("message_id", "recipient", "reason", "body", "recorded_at")
-            return [
-                DeadLetter.model_validate(dict(zip(keys, r, strict=True)))
-                for r in await cur.fetchall()
-            ]
+        )
+        return [
+            DeadLetter(message_id=r[0], recipient=r[1], reason=r[2], body=r[3], recorded_at=r[4])
+            for r in rows
+        ]
 
     # --- catalog -----------------------------------------------------------------
     async def catalog_put_many(
         self, items: Sequence[tuple[str, str, str]]
     ) -> list[tuple[CatalogEntry, bool]]:
+        return await self._run(self._catalog_put_many, tuple(items))
+
+    def _catalog_put_many(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[CatalogEntry, bool]]:
         db = self.db
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            created = [await self._catalog_put_one(*item) for item in items]
-            await db.execute("COMMIT")
-        except aiosqlite.Error as e:
-            await db.execute("ROLLBACK")
-            raise SQLiteStoreError(f"{self.path}: catalog write failed: {e}") from e
-        results = []
-        for (product_id, _, _), was_created in zip(items, created, strict=True):
-            entry = await self.catalog_get(product_id)
-            if entry is None:  # pragma: no cover - written just above
-                raise SQLiteStoreError(f"catalog entry {product_id!r} vanished")
-            results.append((entry, was_created))
+            results = [self._catalog_put_one(*item) for item in items]
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
         return results
 
-    async def _catalog_put_one(self, product_id: str, body: str, key: str) -> bool:
-        async with self.db.execute(
+    def _catalog_put_one(self, product_id: str, body: str, key: str) -> tuple[CatalogEntry, bool]:
+        replay = self.db.execute(
             "SELECT created FROM catalog_keys WHERE idempotency_key = ?", (key,)
-        ) as cur:
-            replay = await cur.fetchone()
+        ).fetchone()
         if replay is not None:
-            return bool(replay[0])
-        return await self._catalog_write(product_id, body, key)
-
-    async def _catalog_write(self, product_id: str, body: str, key: str) -> bool:
-        existing = await self.catalog_get(product_id)
+            entry = self._catalog_get(product_id)
+            if entry is None:  # pragma: no cover - a key is only stored with its entry
+                raise sqlite3.IntegrityError(f"catalog key {key!r} without its entry")
+            return entry, bool(replay[0])
+        existing = self._catalog_get(product_id)
         revision = 1 if existing is None else existing.revision + 1
-        await self.db.execute(
+        now = time.time()
+        self.db.execute(
             "INSERT OR REPLACE INTO catalog (product_id, body, idempotency_key, revision, "
             "updated_at) VALUES (?, ?, ?, ?, ?)",
-            (product_id, body, key, revision, time.time()),
+            (product_id, body, key, revision, now),
         )
-        await self.db.execute(
+        self.db.execute(
             "INSERT INTO catalog_keys (idempotency_key, product_id, revision, created) "
             "VALUES (?, ?, ?, ?)",
             (key, product_id, revision, int(existing is None)),
         )
-        return existing is None
+        entry = CatalogEntry(
+            product_id=product_id, body=body, idempotency_key=key, revision=revision, updated_at=now
+        )
+        return entry, existing is None
 
     async def catalog_get(self, product_id: str) -> CatalogEntry | None:
-        async with self.db.execute(
+        return await self._run(self._catalog_get, product_id)
+
+    def _catalog_get(self, product_id: str) -> CatalogEntry | None:
+        r = self.db.execute(
             "SELECT product_id, body, idempotency_key, revision, updated_at FROM catalog "
             "WHERE product_id = ?",
             (product_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        ).fetchone()
+        if r is None:
             return None
-        keys = ("product_id", "body", "idempotency_key", "revision", "updated_at")
-        return CatalogEntry.model_validate(dict(zip(keys, row, strict=True)))
+        return CatalogEntry(
+            product_id=r[0], body=r[1], idempotency_key=r[2], revision=r[3], updated_at=r[4]
+        )
 
     async def catalog_count(self) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM catalog") as cur:
-            row = await cur.fetchone()
+        row = await self._run(self._fetchone, "SELECT COUNT(*) FROM catalog", ())
         return int(row[0]) if row else 0

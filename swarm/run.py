@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,26 +75,38 @@ def submit_products(
     products: list[Product],
     faults: FaultSettings,
     chunk: int,
+    *,
+    window: int = 4,
 ) -> list[str]:
-    """Submit in chunks; a chunk whose answer was lost (coordinator died) is sent again.
+    """Submit in chunks, at most `window` calls out at once; returns the workflow ids in order.
 
-    Resubmitting is safe: the coordinator skips workflow ids the log already holds.
+    The coordinator answers a chunk once it has room for it (backpressure), so a
+    feed of any length never sits whole in the swarm's memory. A chunk whose
+    answer was lost (the coordinator died) is sent again: the coordinator skips
+    workflow ids the log already holds.
     """
     chunks = [products[i : i + chunk] for i in range(0, len(products), chunk)]
-    refs = [coordinator.submit.remote(run_id, part, faults) for part in chunks]
+    pending: deque[tuple[list[Product], Any]] = deque()
     ids: list[str] = []
-    for part, ref in zip(chunks, refs, strict=True):
+
+    def settle(part: list[Product], ref: Any) -> list[str]:
         deadline = time.monotonic() + 300
         while True:
             try:
-                ids += ray.get(ref, timeout=120)
-                break
+                answer: list[str] = ray.get(ref, timeout=300)
+                return answer
             except (RayActorError, ActorUnavailableError, GetTimeoutError):
                 if time.monotonic() > deadline:
                     raise
                 _check_supervisor()
-                coordinator = whereis("coordinator")
-                ref = coordinator.submit.remote(run_id, part, faults)
+                ref = whereis("coordinator").submit.remote(run_id, part, faults)
+
+    for part in chunks:
+        if len(pending) >= window:
+            ids.extend(settle(*pending.popleft()))
+        pending.append((part, coordinator.submit.remote(run_id, part, faults)))
+    while pending:
+        ids.extend(settle(*pending.popleft()))
     return ids
 
 

@@ -130,6 +130,7 @@ def child_specs(settings: SwarmSettings, home_node: str | None = None) -> list[C
             name=name,
             role=role,
             snapshot_every=settings.snapshot_every,
+            max_in_flight=settings.max_in_flight,
             step_attempts=settings.step_attempts,
             retry_backoff_s=settings.retry_backoff_s,
             wait_max_s=settings.wait_max_s,

@@ -51,6 +51,8 @@ class SwarmSettings(BaseSettings):
     retry_deadline_s: float = Field(default=60.0, gt=0)
     """How long agents keep retrying the journal or a peer that is down."""
     submit_chunk: int = Field(default=500, ge=1)
+    max_in_flight: int = Field(default=500, ge=1)
+    """Workflows in the swarm at once; submitting more waits for room (flat memory)."""
 
     supervisor_strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
     restart_intensity: int = Field(default=20, ge=0)

@@ -537,6 +537,9 @@ def _masked(authorization: str | None) -> str:
 
 class _StubHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256
+    """Listen backlog: many clients connect at once (agents, the benchmark); the default 5
+    drops connection attempts, which then wait a full TCP retransmit before trying again."""
 
     def __init__(
         self,

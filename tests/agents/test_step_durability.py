@@ -1,0 +1,237 @@
+"""Steps and commits: an effect starts only once everything before it is durable, a message
+leaves only after the commit that records it, and the coordinator holds new workflows back
+past its in-flight limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from actors.coordinator import Coordinator
+from actors.durable import AgentConfig, AgentSnapshot
+from actors.models import Product
+from actors.product_agent import ProductAgent
+from actors.protocol import Envelope, ProcessProduct, WorkflowFinished, decode_envelope
+from storage.memory import InMemoryEventStore
+from tests.agents.harness import (
+    CatalogMarketplace,
+    LocalTransport,
+    RecordingJournal,
+    WatchedWriter,
+    eventually,
+    product,
+)
+
+pytestmark = pytest.mark.timeout(60)
+T = TypeVar("T")
+AGENT = "product-agent-0"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def process_product(i: int) -> str:
+    p = product(i)
+    return Envelope.wrap(
+        ProcessProduct(run_id="r", product=p),
+        sender="coordinator",
+        recipient=AGENT,
+        workflow_id=f"r:{p.product_id}",
+    ).model_dump_json()
+
+
+class ProductAgentRig:
+    """A product agent with its journal, transport, writer and marketplace, in this loop."""
+
+    def __init__(self, snapshot_every: int = 2_000, effect_concurrency: int = 64) -> None:
+        self.journal = RecordingJournal(InMemoryEventStore())
+        self.transport = LocalTransport()
+        self.writer = WatchedWriter()
+        self.marketplace = CatalogMarketplace(self.journal)
+        self.snapshot_every = snapshot_every
+        self.effect_concurrency = effect_concurrency
+        self.agent = self.new_agent()
+
+    def new_agent(self) -> ProductAgent:
+        config = AgentConfig(name=AGENT, role="product-upload", snapshot_every=self.snapshot_every)
+        return ProductAgent(
+            config, self.journal, self.transport, self.writer, self.marketplace,
+            ("marketing-agent-0",), effect_concurrency=self.effect_concurrency,
+        )  # fmt: skip
+
+    def handed_off(self) -> list[str]:
+        return [
+            body for r, bodies in self.transport.pushed if r != "coordinator" for body in bodies
+        ]
+
+
+def test_listing_starts_only_once_accept_and_validation_are_durable() -> None:
+    async def scenario() -> dict[str, list[str]]:
+        rig = ProductAgentRig()
+        await rig.journal.start()
+        seen: dict[str, list[str]] = {}
+
+        def on_listing(p: Product) -> None:
+            seen[p.product_id] = rig.journal.committed_types(f"r:{p.product_id}")
+
+        rig.writer.on_listing = on_listing
+        await rig.agent.start()
+        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await eventually(lambda: len(rig.handed_off()) == 20)
+        return seen
+
+    seen = run(scenario())
+    assert len(seen) == 20
+    assert all(types == ["workflow_accepted", "product_validated"] for types in seen.values())
+
+
+def test_upload_starts_only_once_the_listing_is_durable() -> None:
+    async def scenario() -> list[list[str]]:
+        rig = ProductAgentRig()
+        await rig.journal.start()
+        seen: list[list[str]] = []
+        rig.marketplace.on_put = lambda listing: seen.append(
+            rig.journal.committed_types(f"r:{listing.product_id}")
+        )
+        await rig.agent.start()
+        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await eventually(lambda: len(rig.handed_off()) == 20)
+        return seen
+
+    seen = run(scenario())
+    assert len(seen) == 20
+    assert all(types[-1] == "listing_generated" for types in seen)
+
+
+def test_hand_off_message_leaves_only_after_its_commit() -> None:
+    async def scenario() -> list[list[str]]:
+        rig = ProductAgentRig()
+        await rig.journal.start()
+        seen: list[list[str]] = []
+
+        def on_send(recipient: str, bodies: list[str]) -> None:
+            for body in bodies:
+                seen.append(rig.journal.committed_types(decode_envelope(body).workflow_id))
+
+        rig.transport.on_send = on_send
+        await rig.agent.start()
+        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await eventually(lambda: len(rig.handed_off()) == 20)
+        return seen
+
+    seen = run(scenario())
+    assert len(seen) == 20
+    assert all(types[-2:] == ["upload_confirmed", "workflow_handed_off"] for types in seen)
+
+
+def test_an_upload_does_not_wait_for_listings_still_being_written() -> None:
+    """Every LLM slot busy must not stop a workflow whose listing is done from moving on."""
+
+    async def scenario() -> tuple[int, bool]:
+        rig = ProductAgentRig(effect_concurrency=1)
+        await rig.journal.start()
+        gate = rig.writer.held["beanie-1"] = asyncio.Event()
+        await rig.agent.start()
+        # beanie-0 gets the only LLM slot first; as it lets go, beanie-1 takes it and keeps it
+        await rig.agent.deliver([process_product(0), process_product(1)])
+        await eventually(lambda: len(rig.handed_off()) == 1)
+        handed_off_while_held = not gate.is_set()
+        gate.set()
+        await eventually(lambda: len(rig.handed_off()) == 2)
+        return len(rig.handed_off()), handed_off_while_held
+
+    assert run(scenario()) == (2, True)
+
+
+def test_snapshot_is_the_agents_state_as_its_state_changes() -> None:
+    """Snapshots reuse the JSON of unchanged workflows; the result must be today's state."""
+
+    async def scenario() -> list[tuple[str, str]]:
+        rig = ProductAgentRig()
+        await rig.journal.start()
+        for i in range(8):
+            rig.writer.held[f"beanie-{i}"] = asyncio.Event()
+        await rig.agent.start()
+        agent = rig.agent
+        pairs: list[tuple[str, str]] = []
+
+        def expected() -> str:
+            return AgentSnapshot(
+                workflows=tuple(agent.workflows.values()),
+                processed=agent.processed,
+                completed=agent.completed,
+                failed=agent.failed,
+            ).model_dump_json()
+
+        await agent.deliver([process_product(i) for i in range(6)])
+        await eventually(lambda: len(agent.workflows) == 6)
+        pairs.append((agent.snapshot_json(), expected()))
+        for i in range(3):
+            rig.writer.held[f"beanie-{i}"].set()
+        await agent.deliver([process_product(i) for i in range(6, 8)])
+        await eventually(lambda: len(rig.handed_off()) == 3 and len(agent.workflows) == 5)
+        pairs.append((agent.snapshot_json(), expected()))
+        return pairs
+
+    for got, want in run(scenario()):
+        assert got == want
+
+
+def test_recovered_agent_has_the_state_it_had_before_the_restart() -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], int]:
+        rig = ProductAgentRig(snapshot_every=5)
+        await rig.journal.start()
+        for i in range(0, 12, 2):
+            rig.writer.held[f"beanie-{i}"] = asyncio.Event()
+        await rig.agent.start()
+        await rig.agent.deliver([process_product(i) for i in range(12)])
+        # 6 products went all the way (5 events each), 6 wait for their listing (2 each)
+        await eventually(lambda: sum(len(b.events) for b in rig.journal.committed) == 42)
+        before = {k: v.model_dump() for k, v in rig.agent.workflows.items()}
+        await rig.agent.stop()
+        again = rig.new_agent()
+        report = await again.start()
+        await again.stop()
+        after = {k: v.model_dump() for k, v in again.workflows.items()}
+        return before, after, report.snapshot_seq
+
+    before, after, snapshot_seq = run(scenario())
+    assert snapshot_seq > 0  # recovered from a snapshot, then the events after it
+    assert after == before
+    assert len(after) == 6
+
+
+def test_coordinator_admits_no_more_than_max_in_flight() -> None:
+    async def scenario() -> tuple[int, bool, int, list[str]]:
+        journal = RecordingJournal(InMemoryEventStore())
+        await journal.start()
+        config = AgentConfig(name="coordinator", role="coordinator", max_in_flight=3)
+        coordinator = Coordinator(config, journal, LocalTransport(), (AGENT,))
+        await coordinator.start()
+        submit = asyncio.ensure_future(coordinator.submit("r", [product(i) for i in range(5)]))
+        await eventually(lambda: len(coordinator.workflows) == 3)
+        in_flight_at_limit, held_back = len(coordinator.workflows), not submit.done()
+
+        async def finish(workflow_id: str) -> None:
+            message = Envelope.wrap(
+                WorkflowFinished(run_id="r", status="completed", step="completed"),
+                sender=AGENT,
+                recipient="coordinator",
+                workflow_id=workflow_id,
+            )
+            await coordinator.deliver([message.model_dump_json()])
+
+        await finish("r:beanie-0")
+        await eventually(lambda: "r:beanie-3" in coordinator.workflows)
+        after_one = len(coordinator.workflows)
+        await finish("r:beanie-1")
+        ids = await submit
+        return in_flight_at_limit, held_back, after_one, ids
+
+    at_limit, held_back, after_one, ids = run(scenario())
+    assert (at_limit, held_back, after_one) == (3, True, 3)
+    assert ids == [f"r:beanie-{i}" for i in range(5)]

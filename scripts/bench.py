@@ -19,6 +19,9 @@ Sections (`--only` picks some; `--big` adds `rss`):
 - llm: the swarm's LLM calls/s against an OpenAI-compatible server that takes
   0.2 s per answer, next to bare concurrent `ChatOpenAI` calls to the same
   server (see bench_llm.py; `--llm-products`, `--llm-marketing-agents`).
+- mttr: from SIGKILL of an agent's process to that agent serving again with its
+  state restored (warm standby takeover), p50/p99 over `--kills` kills, next to
+  Ray's own `max_restarts` path measured the same way (see bench_mttr.py).
 - rss: resident/unique memory of every actor as 100k products
   (`--rss-products`) go through in four runs, read with psutil from the
   actors' pids: flat memory shows as equal figures after each run.
@@ -44,13 +47,15 @@ from bench_common import (
 )
 from bench_journal import run_journal
 from bench_llm import run_llm
+from bench_mttr import measure as measure_mttr
+from bench_mttr import print_mttr
 from bench_recovery import run_recovery
 
 from swarm.runtime import connect
 from swarm.settings import SwarmSettings
 
-SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm", "rss")
-DEFAULT_SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm")
+SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm", "mttr", "rss")
+DEFAULT_SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm", "mttr")
 WARMUP_PRODUCTS = 300
 TMPFS = Path("/dev/shm")
 
@@ -162,6 +167,7 @@ def main() -> None:
     parser.add_argument("--llm-delay-s", type=float, default=0.2)
     parser.add_argument("--llm-marketing-agents", type=int, default=1,
                         help="marketing agents in the llm section")  # fmt: skip
+    parser.add_argument("--kills", type=int, default=20, help="SIGKILLs in the mttr section")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     if args.big and "rss" not in chosen:
@@ -188,6 +194,8 @@ def main() -> None:
                     run_llm(args, Path(tmp))
                 elif section == "rss":
                     rss(args, Path(tmp))
+                elif section == "mttr":
+                    print_mttr(measure_mttr(args.kills), args.kills)
     finally:
         ray.shutdown()
 

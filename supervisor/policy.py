@@ -81,17 +81,30 @@ class RestartIntensity:
 
 
 class Backoff:
-    """Per-child delay before a restart: 0 for the first, then base * 2^(n-1) with jitter."""
+    """Per-child delay before a restart: 0 for the first, then base * 2^(n-1) with jitter.
 
-    def __init__(self, base_s: float, max_s: float, quiet_s: float) -> None:
+    Only a crash loop backs off: a child that died soon (`healthy_s`) after its last
+    restart, within `quiet_s` of it. One that served for a while before it died
+    is restarted at once, however often that happens.
+    """
+
+    def __init__(self, base_s: float, max_s: float, quiet_s: float, healthy_s: float = 1.0) -> None:
         self.base_s = base_s
         self.max_s = max_s
         self.quiet_s = quiet_s
+        self.healthy_s = healthy_s
         self._streak: dict[str, tuple[int, float]] = {}
 
-    def delay(self, child: str, now: float, rng: random.Random | None = None) -> float:
+    def delay(
+        self,
+        child: str,
+        now: float,
+        rng: random.Random | None = None,
+        uptime_s: float = 0.0,
+    ) -> float:
         streak, last = self._streak.get(child, (0, float("-inf")))
-        streak = streak + 1 if now - last < self.quiet_s else 1
+        looping = now - last < self.quiet_s and uptime_s < self.healthy_s
+        streak = streak + 1 if looping else 1
         self._streak[child] = (streak, now)
         if streak == 1:
             return 0.0

@@ -106,6 +106,8 @@ class _Child:
     last_report: RecoveryReport | None = None
     exiting_normally: bool = False
     injected_crash: str = ""
+    started_at: float = 0.0
+    """`time.monotonic()` when it last began serving (for the crash-loop backoff)."""
 
 
 @dataclass
@@ -332,6 +334,7 @@ class Supervisor:
                 )
                 ray.kill(handle, no_restart=True)
         child.handle, child.actor, child.pid, child.state = handle, name, pid, "alive"
+        child.started_at = time.monotonic()
         child.last_report = report
         self.starts.started(child.spec.role, child.spec.name)
         child.exiting_normally = False
@@ -408,7 +411,8 @@ class Supervisor:
             for other in reversed(group):
                 if other != role:
                     self._stop_child(self.children[other], state="restarting")
-            delay = 0.0 if injected else self.backoff.delay(role, now)
+            uptime = now - child.started_at
+            delay = 0.0 if injected else self.backoff.delay(role, now, uptime_s=uptime)
             if delay:
                 await asyncio.sleep(delay)  # backoff between repeated restarts, not a sync wait
             for name in group:

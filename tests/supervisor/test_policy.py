@@ -58,3 +58,10 @@ def test_backoff_is_immediate_first_then_grows_with_jitter_and_resets_when_quiet
     assert delays[-1] <= 1.0
     assert backoff.delay("b", 0.7, rng) == 0.0  # per child
     assert backoff.delay("a", 20, rng) == 0.0  # quiet for longer than the period: a fresh start
+
+
+def test_a_child_that_served_a_while_before_dying_is_restarted_at_once() -> None:
+    backoff = Backoff(base_s=0.1, max_s=1.0, quiet_s=10, healthy_s=1.0)
+    rng = random.Random(3)
+    assert [backoff.delay("a", t, rng, uptime_s=2.0) for t in (0, 2, 4, 6)] == [0.0] * 4
+    assert backoff.delay("a", 6.1, rng, uptime_s=0.1) > 0  # died right after its restart

@@ -173,6 +173,8 @@ class DurableAgent(ABC):
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
         self.on_crash: Callable[[BaseException], None] = lambda error: None
         """Told when a task dies of an unexpected error (the Ray host tells the supervisor)."""
+        self.end_process: Callable[[BaseException], None] = lambda error: None
+        """Ends this agent's process after a refused commit (set by the Ray host)."""
         self.before_injected_crash: Callable[[str], Awaitable[None]] = _nothing
         """Awaited before a crash injected on purpose (the supervisor does not count it)."""
         self.metrics: SwarmMetrics = NO_METRICS
@@ -425,8 +427,14 @@ class DurableAgent(ABC):
             self.transport.send(recipient, bodies)
 
     async def on_fatal(self, error: AgentFencedError) -> None:
-        """Called once the journal refuses this incarnation; the Ray wrapper ends the process."""
+        """Called once the journal refuses this incarnation; the Ray wrapper ends the process.
+
+        A refused commit leaves memory ahead of the log, so the incarnation must not
+        go on: `end_process` (the Ray host's) exits, and the supervisor restarts the
+        role from the log if this was still its actor (a fenced zombie is not).
+        """
         log.error("%s", error)
+        self.end_process(error)
         await self.stop()
 
     # --- the mailbox ----------------------------------------------------------------------

@@ -254,6 +254,12 @@ def _build(spec: AgentSpec) -> DurableAgent:
     )
 
 
+def _exit_process(error: BaseException) -> None:
+    log.error("ending this process after a refused commit: %s", error)
+    logging.shutdown()
+    os._exit(1)
+
+
 class AgentActor:
     """Ray actor body hosting one durable agent, or waiting as a warm standby to take one over.
 
@@ -283,6 +289,7 @@ class AgentActor:
         self._started = True
         agent = self.agent
         agent.on_crash = self._report_crash
+        agent.end_process = _exit_process
         agent.before_injected_crash = self._announce_crash
         if isinstance(agent, StepAgent):
             agent.on_quarantine = self._report_quarantine

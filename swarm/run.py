@@ -13,7 +13,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
@@ -27,6 +27,7 @@ from storage.records import EventRecord
 from swarm.ledger import LedgerTotals, run_ledger_queries, totals
 from swarm.runtime import find_swarm, whereis
 
+T = TypeVar("T")
 STAGES = (*STEPS, "completed")
 
 
@@ -116,12 +117,21 @@ class SwarmEscalatedError(RuntimeError):
 
 def _counts(journal: Any, run_id: str | None) -> tuple[Any, dict[tuple[str, str], int]]:
     """Workflow counts from the journal, following it to its new actor if it was restarted."""
-    try:
-        return journal, ray.get(journal.workflow_counts.remote(run_id), timeout=30)
-    except (RayActorError, ActorUnavailableError, GetTimeoutError, JournalNotStartedError):
-        _check_supervisor()
-        journal = whereis("journal")
-        return journal, ray.get(journal.workflow_counts.remote(run_id), timeout=30)
+    return ask_journal(journal, lambda j: ray.get(j.workflow_counts.remote(run_id), timeout=30))
+
+
+def ask_journal(journal: Any, call: Callable[[Any], T]) -> tuple[Any, T]:
+    """`call(journal)`, following the journal to its new actor while it is restarted."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return journal, call(journal)
+        except (RayActorError, ActorUnavailableError, GetTimeoutError, JournalNotStartedError):
+            if time.monotonic() > deadline:
+                raise
+            _check_supervisor()
+            time.sleep(0.1)  # the journal is being restarted: ask where it runs now
+            journal = whereis("journal")
 
 
 def _check_supervisor() -> None:
@@ -199,9 +209,12 @@ def wait_for_unfinished(
 def summarize(
     journal: Any, run_id: str, submitted: int, wall_s: float, prices: PriceTable | None = None
 ) -> RunSummary:
-    rows = ray.get(journal.workflows.remote(run_id, None, 1_000_000))
+    journal, rows = ask_journal(journal, lambda j: ray.get(j.workflows.remote(run_id, None, 10**6)))
     summary = RunSummary(run_id=run_id, submitted=submitted, wall_s=wall_s)
-    answers = ray.get([journal.query_events.remote(q) for q in run_ledger_queries(run_id)])
+    queries = run_ledger_queries(run_id)
+    _, answers = ask_journal(
+        journal, lambda j: ray.get([j.query_events.remote(q) for q in queries])
+    )
     records: list[EventRecord] = [e for rows_of in answers for _, e in rows_of]
     summary.llm = totals(records, prices or PriceTable())
     for row in rows:

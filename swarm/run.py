@@ -122,7 +122,7 @@ def _counts(journal: Any, run_id: str | None) -> tuple[Any, dict[tuple[str, str]
 
 def ask_journal(journal: Any, call: Callable[[Any], T]) -> tuple[Any, T]:
     """`call(journal)`, following the journal to its new actor while it is restarted."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while True:
         try:
             return journal, call(journal)

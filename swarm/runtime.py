@@ -268,12 +268,12 @@ def whereis(role: str, deadline_s: float = 30.0) -> Any:
     end = time.monotonic() + deadline_s
     while True:
         supervisor = find_swarm()
-        name: str | None = role  # the role's first actor, if the supervisor cannot be asked
+        name: str | None = role  # the role's first actor, if there is no supervisor
         if supervisor is not None:
             try:
                 name = ray.get(supervisor.whereis.remote(role), timeout=5)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                name = role
+                name = None  # it is being restarted: ask again rather than guess
         try:
             if name is None:  # the supervisor says: being restarted right now
                 raise ValueError(f"{role} is restarting")

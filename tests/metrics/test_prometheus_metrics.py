@@ -118,8 +118,13 @@ def test_messages_and_steps_are_counted_by_type_and_step(
         "ray_swarm_step_seconds_count", step="validate_product_data", outcome="failed"
     )
     assert invalid == products - valid
-    [depth] = scraped.select("ray_swarm_mailbox_depth", agent="product-agent-0")
-    assert depth.value == 0
+
+    # a gauge is sampled each second: wait for the sample taken after the run
+    def drained(s: Scrape) -> bool:
+        depths = s.select("ray_swarm_mailbox_depth", agent="product-agent-0")
+        return len(depths) == 1 and depths[0].value == 0
+
+    wait_for_scrape(metrics_port, drained, "an empty mailbox after the run")
 
 
 def test_llm_calls_and_tokens_match_the_ledger(finished_run: Run, metrics_port: int) -> None:

@@ -157,9 +157,14 @@ class Supervisor:
     # --- start and recovery -------------------------------------------------------------
     async def start(self) -> list[RecoveryReport]:
         """Bring every child up (or re-attach to it); idempotent, safe to call again."""
+        return await asyncio.shield(self._ensure_booting())
+
+    def _ensure_booting(self) -> asyncio.Task[list[RecoveryReport]]:
+        """Start the boot once. A restarted supervisor boots on the first call it gets,
+        whoever makes it (its own call from `__init__`, an agent's `whereis`, `status`)."""
         if self._booted is None:
             self._booted = asyncio.ensure_future(self._boot())
-        return await asyncio.shield(self._booted)
+        return self._booted
 
     async def _boot(self) -> list[RecoveryReport]:
         async with self._lock:
@@ -488,6 +493,8 @@ class Supervisor:
 
     # --- the registry and reports ----------------------------------------------------------
     def whereis(self, role: str) -> str | None:
+        if self.reattach:
+            self._ensure_booting()
         child = self.children.get(role)
         if child is None or child.handle is None or child.state != "alive":
             return None
@@ -495,6 +502,8 @@ class Supervisor:
 
     def whereis_all(self) -> dict[str, str]:
         """Every role served now, and the actor serving it."""
+        if self.reattach:
+            self._ensure_booting()
         return {role: name for role in self.order if (name := self.whereis(role)) is not None}
 
     def standbys(self) -> dict[str, str]:
@@ -509,12 +518,16 @@ class Supervisor:
         }
 
     def health(self) -> SupervisorHealth:
+        if self.reattach:
+            self._ensure_booting()
         return SupervisorHealth(state=self.state, reason=self.reason, restarts=self.total_restarts)
 
     def recoveries(self) -> dict[str, RecoveryReport]:
         return {r: c.last_report for r, c in self.children.items() if c.last_report is not None}
 
     async def status(self) -> list[ChildStatus]:
+        if self.reattach:
+            self._ensure_booting()
         return list(
             await asyncio.gather(*(self._child_status(self.children[r]) for r in self.order))
         )

@@ -3,8 +3,6 @@ waiting on a condition, and the invariants every event log must keep."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
@@ -20,6 +18,7 @@ from swarm.settings import SwarmSettings
 from tests.conftest import make_settings, read_store
 from tests.servers.marketplace_stub import MarketplaceStub
 from tests.servers.openai_stub import OpenAIStub
+from tests.waiting import eventually
 
 API_KEY = "sk-recovery-7c1d-not-a-real-key"
 STEP_EVENTS = ("product_validated", "listing_generated", "upload_confirmed", "campaign_generated")
@@ -118,21 +117,8 @@ def step_failures(events: Iterable[EventRecord]) -> list[StepFailed]:
     ]
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Wait until `condition()` holds, checking as the loop turns; fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s} s")
-        await asyncio.sleep(0.005)
-
-
 async def eventually_async(
     condition: Callable[[], Awaitable[bool]], timeout_s: float = 30.0
 ) -> None:
     """`eventually` for a condition that has to ask something (the journal)."""
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s} s")
-        await asyncio.sleep(0.005)
+    await eventually(condition, timeout_s)

@@ -7,7 +7,6 @@ effect as it starts) can be read back; nothing here replaces an agent's own logi
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -114,12 +113,3 @@ class WatchedWriter:
 
     async def write_campaign(self, product: Product, listing: Listing) -> GeneratedCampaign:
         return await self._writer.write_campaign(product, listing)
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait until `condition()` holds, checking as the loop turns; fail after `timeout_s`."""
-    end = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.005)

@@ -21,9 +21,9 @@ from tests.agents.harness import (
     LocalTransport,
     RecordingJournal,
     WatchedWriter,
-    eventually,
     product,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 T = TypeVar("T")

@@ -10,7 +10,6 @@ answers again every product completes, each listing and campaign paid for once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from swarm.settings import SAMPLE_CATALOG, SwarmSettings
 from swarm.status_view import collect_status
 from tests.conftest import read_store
 from tests.servers.openai_stub import OpenAIStub
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 API_KEY = "sk-outage-7c1e-not-a-real-key"
@@ -35,14 +35,6 @@ API_KEY = "sk-outage-7c1e-not-a-real-key"
 def _rows(db_path: Path, run_id: str) -> list[WorkflowRow]:
     rows: list[WorkflowRow] = read_store(db_path, lambda s: s.workflows(run_id, None, 1_000))
     return rows
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        time.sleep(0.2)
 
 
 def test_workflows_wait_out_an_llm_outage_and_complete_when_it_answers(
@@ -65,7 +57,7 @@ def test_workflows_wait_out_an_llm_outage_and_complete_when_it_answers(
             rows = _rows(settings.db_path, run_id)
             return len(rows) == len(ids) and all(r.status == "waiting" for r in rows)
 
-        _wait_until(all_waiting, 120, "every workflow waiting")
+        wait_until(all_waiting, 120, "every workflow waiting")
         rows = _rows(settings.db_path, run_id)
         assert {r.current_step for r in rows} == {"generate_listing"}
         assert all("HTTP 503" in r.error for r in rows)
@@ -73,7 +65,7 @@ def test_workflows_wait_out_an_llm_outage_and_complete_when_it_answers(
         # an agent dies while its workflows wait: its successor takes them on
         ray.kill(ray.get_actor("product-agent-0", namespace="swarm"), no_restart=True)
         refused = llm.total_calls
-        _wait_until(lambda: llm.total_calls > refused, 60, "tries go on during the outage")
+        wait_until(lambda: llm.total_calls > refused, 60, "tries go on during the outage")
 
         llm.outage(None)
         wait_for_run(journal(), run_id, len(ids), timeout_s=120)

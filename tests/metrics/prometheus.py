@@ -62,4 +62,4 @@ def wait_for_scrape(
         if time.monotonic() > deadline:
             names = sorted({s.name for s in current.samples if "swarm" in s.name})
             raise AssertionError(f"metrics never showed {what}; swarm series seen: {names}")
-        time.sleep(0.25)  # the exporter's period, not a synchronisation
+        time.sleep(0.25)  # poll interval: the loop ends when the condition holds

@@ -5,7 +5,6 @@ The marketplace is the HTTP stub on 127.0.0.1, the writer the offline one."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from swarm.llm_offline import OfflineWriter
 from swarm.marketplace_http import HttpMarketplace, HttpMarketplaceConfig
 from swarm.settings import SAMPLE_CATALOG
 from tests.servers.marketplace_stub import MarketplaceStub
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -131,13 +131,6 @@ def process(product: Product) -> Envelope:
     )
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 def test_each_step_and_the_llm_call_are_recorded_once(
     run_scenario: Callable[[Scenario], None],
 ) -> None:
@@ -152,7 +145,7 @@ async def _each_step_and_the_llm_call_are_recorded_once(
     await agent.start()
     product = sample_products(valid=True)[0]
     await agent.deliver([process(product).model_dump_json()])
-    await until(lambda: ("step", "handoff", False) in metrics.calls)
+    await eventually(lambda: ("step", "handoff", False) in metrics.calls)
     await agent.stop()
 
     steps = [c[1:] for c in metrics.of("step")]
@@ -174,7 +167,7 @@ async def _a_failed_validation_is_a_failed_step(journal: Journal, make_agent: Ma
     agent = make_agent(metrics)
     await agent.start()
     await agent.deliver([process(sample_products(valid=False)[0]).model_dump_json()])
-    await until(lambda: bool(metrics.of("step")))
+    await eventually(lambda: bool(metrics.of("step")))
     await agent.stop()
     assert metrics.of("step") == [("step", STEP_VALIDATE, True)]
     assert metrics.of("llm") == []
@@ -213,7 +206,7 @@ async def _a_recovery_reports_the_events_it_replayed_after_the_snapshot(
     await agent.start()
     for product in sample_products(valid=True)[:3]:
         await agent.deliver([process(product).model_dump_json()])
-    await until(lambda: sum(1 for c in first.of("step") if c[1] == "handoff") == 3)
+    await eventually(lambda: sum(1 for c in first.of("step") if c[1] == "handoff") == 3)
     await agent.stop()
     assert first.of("recovered")[0][1:3] == (0, None)  # a fresh stream: nothing to replay
 

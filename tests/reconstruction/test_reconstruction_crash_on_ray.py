@@ -9,10 +9,10 @@ which recovers from the log and finishes the workflow.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from storage.records import EventRecord
 from swarm.runtime import coordinator, journal, start_swarm, stop_swarm
 from tests.servers.marketplace_stub import MarketplaceStub
 from tests.servers.openai_stub import OpenAIStub
+from tests.waiting import wait_until
 from tests.workflow_support import (
     API_KEY,
     all_events,
@@ -73,10 +74,7 @@ def crash_run(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 workflow_id = workflow_id_for(RUN, item)
                 plan = {workflow_id: FaultPlan(crash_step=step)}
                 ray.get(coordinator().submit.remote(RUN, [item], FaultSettings(), plan))
-                deadline = time.monotonic() + 120
-                while not _finished(workflow_id):
-                    assert time.monotonic() < deadline, f"{workflow_id} did not finish"
-                    time.sleep(0.1)  # polling the read model, with a deadline
+                wait_until(partial(_finished, workflow_id), 120, f"{workflow_id} to finish")
             run.restarts = Counter(
                 {c.name: c.restarts for c in ray.get(supervisor.status.remote()) if c.restarts}
             )

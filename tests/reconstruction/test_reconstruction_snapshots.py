@@ -32,7 +32,8 @@ from storage.records import (
 from storage.sqlite import SQLiteEventStore
 from swarm.llm_offline import OfflineWriter
 from swarm.marketplace_local import InProcessCatalog, LocalMarketplace
-from tests.workflow_support import eventually, eventually_async, product
+from tests.waiting import eventually
+from tests.workflow_support import eventually_async, product
 
 pytestmark = pytest.mark.timeout(60)
 SNAPSHOT_EVERY = 3

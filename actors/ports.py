@@ -44,23 +44,11 @@ class GeneratedCampaign(FrozenModel):
 
 
 class ExternalCallError(Exception):
-    """A call to an outside system failed; `retryable` says whether to try again."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # keyword-only `retryable` would be lost by Exception's pickling (Ray ships errors)
-        return (partial(type(self), retryable=self.retryable), (str(self),), self.__dict__)
-
-
-class LLMError(ExternalCallError):
-    """The LLM endpoint failed or returned output that does not fit the model.
+    """A call to an outside system failed; `retryable` says whether to try again.
 
     `status_code` is the HTTP status when the endpoint answered one;
-    `retry_after` the wait in seconds it asked for (``Retry-After``), which
-    the agents' retry honours.
+    `retry_after` the wait in seconds it asked for (``Retry-After``), which the
+    agents' retry honours.
     """
 
     def __init__(
@@ -71,9 +59,18 @@ class LLMError(ExternalCallError):
         status_code: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, retryable=retryable)
+        super().__init__(message)
+        self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only `retryable` would be lost by Exception's pickling (Ray ships errors)
+        return (partial(type(self), retryable=self.retryable), (str(self),), self.__dict__)
+
+
+class LLMError(ExternalCallError):
+    """The LLM endpoint failed or returned output that does not fit the model."""
 
 
 class MarketplaceError(ExternalCallError):

@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -78,35 +77,7 @@ class HttpMarketplaceConfig(BaseModel):
 
 
 class HttpMarketplaceError(MarketplaceError):
-    """A marketplace call failed; `status_code` is None when no response came back.
-
-    `retry_after` is the wait in seconds the server asked for (``Retry-After``).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, retryable=retryable)
-        self.status_code = status_code
-        self.retry_after = retry_after
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only arguments defeat BaseException's default pickling; Ray pickles
-        # exceptions raised in actors.
-        return (_rebuild_error, (str(self), self.retryable, self.status_code, self.retry_after))
-
-
-def _rebuild_error(
-    message: str, retryable: bool, status_code: int | None, retry_after: float | None
-) -> HttpMarketplaceError:
-    return HttpMarketplaceError(
-        message, retryable=retryable, status_code=status_code, retry_after=retry_after
-    )
+    """A marketplace call failed; `status_code` is None when no response came back."""
 
 
 class _PutReply(BaseModel):

@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from swarm.chaos_run import workflow_counts, write_feed
 from swarm.invariants import check_invariants
 from tests.cluster import LocalCluster, wait_until
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def write_feed(path: Path, n: int) -> None:
-    with path.open("w") as out:
-        for i in range(n):
-            record = {
-                "handle": f"crash-test-mug-{i}",
-                "sku": f"MUG-{i:05d}",
-                "title": f"Stoneware Mug No. {i}",
-                "description": "<p>A hand-glazed stoneware mug that holds 350 ml.</p>",
-                "vendor": "Kiln & Co",
-                "product_type": "Mugs",
-                "tags": ["kitchen", "mug"],
-                "price": "18.00",
-            }
-            out.write(json.dumps(record) + "\n")
-
-
-def counts(db: Path) -> dict[str, int]:
-    if not db.exists():
-        return {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        try:
-            rows = conn.execute("SELECT status, COUNT(*) FROM workflows GROUP BY status").fetchall()
-        except sqlite3.OperationalError:  # schema not created yet
-            return {}
-    return {status: n for status, n in rows}
 
 
 def test_resume_finishes_every_workflow_after_the_whole_cluster_is_killed(
@@ -53,13 +25,15 @@ def test_resume_finishes_every_workflow_after_the_whole_cluster_is_killed(
     env = {"SWARM_DB_PATH": str(db), "SWARM_SNAPSHOT_EVERY": "500"}
     driver = cluster.popen_swarm("run", "--input", str(feed), env=env, cwd=tmp_path)
     try:
-        wait_until(lambda: counts(db).get("completed", 0) >= 300, 240, "300 completed workflows")
+        wait_until(
+            lambda: workflow_counts(db).get("completed", 0) >= 300, 240, "300 completed workflows"
+        )
     finally:
         # `ray stop --force` on this cluster only, and its driver with it
         cluster.kill()
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(30)
-    at_crash = counts(db)
+    at_crash = workflow_counts(db)
     unfinished = sum(n for status, n in at_crash.items() if status not in ("completed", "failed"))
     assert unfinished > 0, f"the run finished before the crash: {at_crash}"
 

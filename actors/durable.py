@@ -53,11 +53,16 @@ from storage.records import (
     EventRecord,
     MessageRecord,
     SnapshotRecord,
-    StreamPosition,
+    StreamRecovery,
+    StreamTail,
     WorkflowRow,
 )
 
 log = logging.getLogger(__name__)
+REPLAY_PAGE = 5_000
+"""Events read per call while replaying a stream."""
+MAILBOX_PAGE = 100_000
+"""Waiting messages read per call when the mailbox is drained."""
 RECENT_IDS = 20_000
 """Consumed message ids remembered to drop a late duplicate push cheaply (~20 s of traffic)."""
 
@@ -65,15 +70,17 @@ RECENT_IDS = 20_000
 class JournalPort(Protocol):
     """What an agent needs from the journal (a local `Journal` or a Ray client of it)."""
 
-    async def open_stream(self, stream_id: str) -> StreamPosition: ...
+    async def recover(
+        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
+    ) -> StreamRecovery: ...
+
+    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail: ...
 
     async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal: ...
 
     async def read_stream(
         self, stream_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[EventRecord]: ...
-
-    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None: ...
 
     async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]: ...
 
@@ -121,7 +128,11 @@ class RecoveryReport(FrozenModel):
     agent: str
     epoch: int
     snapshot_seq: int
+    """The snapshot the state was rebuilt from (0: none): by a warm standby, maybe not the
+    latest one, the standby having folded the events since before that one was taken."""
     events_replayed: int
+    """Events folded on top of that snapshot (by the standby while waiting, and on taking
+    over): the last sequence number minus `snapshot_seq`."""
     last_seq: int
     in_flight: int
     pending_messages: int
@@ -166,6 +177,10 @@ class DurableAgent(ABC):
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._folding = asyncio.Lock()
+        """Held while events are folded before serving (a standby's catch-up, the recovery)."""
+        self._replayed = 0
+        self._restored_from: SnapshotRecord | None = None
         self._recovered = asyncio.Event()
         """Set once the state is rebuilt: messages pushed during recovery wait for it."""
         self._encoded_states: dict[str, tuple[WorkflowState, str]] = {}
@@ -183,28 +198,32 @@ class DurableAgent(ABC):
     # --- lifecycle -----------------------------------------------------------------
     async def start(self) -> RecoveryReport:
         began = time.perf_counter()
-        position = await self.journal.open_stream(self.name)
-        self.epoch = position.epoch
-        snapshot = await self.journal.latest_snapshot(self.name)
-        snapshot_age_s = None
-        if snapshot is not None:
-            self._restore(AgentSnapshot.model_validate_json(snapshot.state))
-            self._snapshot_seq = snapshot.seq
-            snapshot_age_s = max(0.0, time.time() - snapshot.taken_at)
-        self._last_seq = self._snapshot_seq
-        replayed = await self._replay()
+        async with self._folding:
+            # one round trip: the fencing epoch, the stream beyond what a warm standby
+            # already folded, the mailbox
+            recovery = await self.journal.recover(
+                self.name, self.name, self._last_seq, REPLAY_PAGE, MAILBOX_PAGE
+            )
+            self.epoch = recovery.position.epoch
+            folded = self._fold_tail(recovery)  # may restore a snapshot: count after it
+            self._replayed += folded
+            if not recovery.complete:
+                self._replayed += await self._replay()
+        replayed, restored = self._replayed, self._restored_from
+        snapshot_age_s = None if restored is None else max(0.0, time.time() - restored.taken_at)
         self._next_seq = self._last_seq + 1
         self.recovered = set(self.workflows)
         self._spawn(self._flush_loop())
         self._recovered.set()
-        pending = await self._drain_mailbox()
+        pending = len(recovery.pending)
+        await self.deliver([m.body for m in recovery.pending])
         for workflow_id in list(self.workflows):
             self._spawn(self.advance(workflow_id))
         self._spawn(self._poll_loop())
         report = RecoveryReport(
             agent=self.name,
             epoch=self.epoch,
-            snapshot_seq=self._snapshot_seq,
+            snapshot_seq=0 if restored is None else restored.seq,
             events_replayed=replayed,
             last_seq=self._last_seq,
             in_flight=len(self.workflows),
@@ -217,6 +236,30 @@ class DurableAgent(ABC):
         )
         return report
 
+    async def catch_up(self) -> int:
+        """Fold what the log holds beyond this state, without taking the stream.
+
+        A warm standby does this while it waits, so taking the role over only
+        folds the events written since. Returns the events folded.
+        """
+        async with self._folding:
+            if self.epoch:
+                return 0  # serving: its state is the log's
+            tail = await self.journal.read_tail(self.name, self._last_seq, REPLAY_PAGE)
+            folded = self._fold_tail(tail)
+            self._replayed += folded
+            return folded
+
+    def _fold_tail(self, tail: StreamTail) -> int:
+        """Restore the tail's snapshot if it has one, then fold its events."""
+        if tail.snapshot is not None:
+            self._restore(AgentSnapshot.model_validate_json(tail.snapshot.state))
+            self._last_seq = tail.snapshot.seq
+            self._restored_from = tail.snapshot
+            self._replayed = 0  # counted from the snapshot restored
+        self._snapshot_seq = max(self._snapshot_seq, tail.snapshot_seq)
+        return self._fold_records(tail.events)
+
     def _restore(self, snapshot: AgentSnapshot) -> None:
         self.workflows = {w.task_id: w for w in snapshot.workflows}
         self.processed, self.completed, self.failed = (
@@ -226,16 +269,18 @@ class DurableAgent(ABC):
         )
 
     async def _replay(self) -> int:
+        """Fold the rest of the stream, page by page."""
         replayed = 0
-        while True:
-            records = await self.journal.read_stream(self.name, self._last_seq, limit=5_000)
-            if not records:
-                return replayed
-            for record in records:
-                event = decode_event(record.type, record.schema_version, record.payload)
-                self._fold(record.workflow_id, event)
-                self._last_seq = record.seq
-            replayed += len(records)
+        while records := await self.journal.read_stream(self.name, self._last_seq, REPLAY_PAGE):
+            replayed += self._fold_records(records)
+        return replayed
+
+    def _fold_records(self, records: Sequence[EventRecord]) -> int:
+        for record in records:
+            event = decode_event(record.type, record.schema_version, record.payload)
+            self._fold(record.workflow_id, event)
+            self._last_seq = record.seq
+        return len(records)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -510,7 +555,7 @@ class DurableAgent(ABC):
         await self.record("", (), processed=[message_id] if consume else [], dead=[letter])
 
     async def _drain_mailbox(self) -> int:
-        pending = await self.journal.pending_messages(self.name, limit=100_000)
+        pending = await self.journal.pending_messages(self.name, limit=MAILBOX_PAGE)
         await self.deliver([m.body for m in pending])
         return len(pending)
 

@@ -37,8 +37,8 @@ from storage.records import (
     AppendResult,
     EventRecord,
     MessageRecord,
-    SnapshotRecord,
-    StreamPosition,
+    StreamRecovery,
+    StreamTail,
 )
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ class StandbyError(RuntimeError):
 
 _ACTOR_GONE = (RayActorError, ActorUnavailableError, JournalNotStartedError, StandbyError)
 """A peer that is dead, unreachable, or a standby not yet serving: ask again."""
+FOLLOW_EVERY_S = 2.0
+"""How often a warm standby folds what its role's agent wrote since (cheap: it starts from
+the latest snapshot when one is newer)."""
 SAMPLE_EVERY_S = 1.0
 """How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
 
@@ -60,6 +63,8 @@ class ActorLookupError(Exception):
 
 
 SUPERVISOR = "supervisor"
+WHEREIS_WAIT_S = 1.0
+"""How long `whereis` may hold a caller while the role it asks for is being restarted."""
 
 
 async def resolve(name: str, deadline_s: float) -> Any:
@@ -88,7 +93,8 @@ async def locate(role: str, deadline_s: float) -> Any:
         name: str | None = role  # the role's first actor, if the supervisor cannot be asked
         try:
             supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
-            name = await asyncio.wait_for(supervisor.whereis.remote(role), 2.0)
+            # while the role restarts, the supervisor answers the moment it serves again
+            name = await asyncio.wait_for(supervisor.whereis.remote(role, WHEREIS_WAIT_S), 2.0)
         except (ValueError, TimeoutError, *_ACTOR_GONE):
             pass
         try:
@@ -125,8 +131,16 @@ class RayJournalClient:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
 
-    async def open_stream(self, stream_id: str) -> StreamPosition:
-        result: StreamPosition = await self._call("open_stream", stream_id)
+    async def recover(
+        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
+    ) -> StreamRecovery:
+        result: StreamRecovery = await self._call(
+            "recover", stream_id, recipient, after_seq, max_events, max_messages
+        )
+        return result
+
+    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail:
+        result: StreamTail = await self._call("read_tail", stream_id, after_seq, max_events)
         return result
 
     async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal:
@@ -137,10 +151,6 @@ class RayJournalClient:
         self, stream_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[EventRecord]:
         result: list[EventRecord] = await self._call("read_stream", stream_id, after_seq, limit)
-        return result
-
-    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
-        result: SnapshotRecord | None = await self._call("latest_snapshot", stream_id)
         return result
 
     async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
@@ -163,6 +173,12 @@ class RayTransport:
         self.retry_deadline_s = retry_deadline_s
         self._handles: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def connect(self, recipients: Sequence[str]) -> None:
+        """Find these recipients now, so a first push pays no lookup."""
+        for recipient in recipients:
+            if recipient not in self._handles:
+                self._handles[recipient] = await locate(recipient, self.retry_deadline_s)
 
     def send(self, recipient: str, bodies: list[str]) -> None:
         task = asyncio.ensure_future(self._deliver(recipient, bodies))
@@ -207,6 +223,14 @@ class AgentSpec(FrozenModel):
     retry_deadline_s: float = 60.0
     llm_prices: PriceTable = PriceTable()
     """Prices per model for the LLM cost metric."""
+
+    def peers(self) -> tuple[str, ...]:
+        """The agents this one sends messages to."""
+        if self.kind == "coordinator":
+            return self.product_agents
+        if self.kind == "product":
+            return (*self.marketing_agents, StepAgent.coordinator)
+        return (StepAgent.coordinator,)
 
 
 class AgentStatus(FrozenModel):
@@ -276,6 +300,7 @@ class AgentActor:
         self._agent = None if spec is None else build_agent(spec)
         self._started = False
         self._sampler: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
 
     @property
     def agent(self) -> DurableAgent:
@@ -287,6 +312,8 @@ class AgentActor:
         if self._agent is None:
             raise StandbyError("no role to start: call take_over(spec)")
         self._started = True
+        if self._follower is not None:
+            self._follower.cancel()
         agent = self.agent
         agent.on_crash = self._report_crash
         agent.end_process = _exit_process
@@ -344,6 +371,34 @@ class AgentActor:
             self._agent = build_agent(spec)
         self.spec = spec
         return await self.start()
+
+    async def ready(self) -> int:
+        """A standby's answer once it can take over at once: its pid.
+
+        A standby built for a role finds the journal and its peers now, so the
+        recovery it runs on taking over makes no lookups.
+        """
+        agent, spec = self._agent, self.spec
+        if agent is not None and spec is not None and not self._started:
+            transport = agent.transport
+            try:
+                await asyncio.wait_for(agent.catch_up(), 10)
+                if isinstance(transport, RayTransport):
+                    await asyncio.wait_for(transport.connect(spec.peers()), 5)
+            except (TimeoutError, ActorLookupError, *_ACTOR_GONE):
+                pass  # found again on first use
+            if self._follower is None:
+                self._follower = asyncio.ensure_future(self._follow(agent))
+        return os.getpid()
+
+    async def _follow(self, agent: DurableAgent) -> None:
+        """A standby keeps close to the log, so a take-over folds only the last moments."""
+        while not self._started:
+            await asyncio.sleep(FOLLOW_EVERY_S)
+            try:
+                await agent.catch_up()
+            except (ActorLookupError, *_ACTOR_GONE) as e:
+                log.info("standby of %s: catch-up failed (%r)", agent.name, e)
 
     def serving(self) -> str | None:
         """The role this actor serves, None for a standby."""

@@ -31,7 +31,7 @@ from actors.models import Listing, MarketplaceListing, Product, UploadReceipt
 from actors.ports import GeneratedCampaign, GeneratedListing
 from actors.product_agent import ProductAgent
 from actors.protocol import Envelope, ProcessProduct
-from storage.journal import Journal
+from storage.journal import Journal, read_recovery, read_tail
 from storage.records import (
     AppendBatch,
     AppendRefusal,
@@ -40,6 +40,8 @@ from storage.records import (
     MessageRecord,
     SnapshotRecord,
     StreamPosition,
+    StreamRecovery,
+    StreamTail,
 )
 from storage.sqlite import SQLiteEventStore
 from swarm.llm_offline import OfflineWriter
@@ -108,6 +110,14 @@ class _NoSnapshots:
 
     async def open_stream(self, stream_id: str) -> StreamPosition:
         return await self.journal.open_stream(stream_id)
+
+    async def recover(
+        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
+    ) -> StreamRecovery:
+        return await read_recovery(self, stream_id, recipient, after_seq, max_events, max_messages)
+
+    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail:
+        return await read_tail(self, stream_id, after_seq, max_events)
 
     async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal:
         return await self.journal.append(batch)

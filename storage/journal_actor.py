@@ -36,6 +36,10 @@ class JournalActor(Journal):
     def pid(self) -> int:
         return os.getpid()
 
+    def ready(self) -> int:
+        """A standby's answer once its process is up: its pid."""
+        return os.getpid()
+
     async def watch(self) -> None:
         """Never returns while the journal lives: a supervisor's death notification."""
         await asyncio.Event().wait()

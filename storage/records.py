@@ -102,6 +102,27 @@ class StreamPosition(Record):
     last_seq: int
 
 
+class StreamTail(Record):
+    """A stream beyond a sequence number: a newer snapshot, if any, then events (up to a limit)."""
+
+    snapshot: SnapshotRecord | None
+    """The latest snapshot, if it covers more than the reader already holds."""
+    snapshot_seq: int
+    """The latest snapshot's sequence number (0: none), given or not."""
+    events: tuple[EventRecord, ...]
+    """The events after the snapshot given, else after the reader's sequence number."""
+    complete: bool
+    """False: more events follow the last one given (read them with `read_stream`)."""
+
+
+class StreamRecovery(StreamTail):
+    """What an incarnation reads to start, in one call: its fencing epoch, the stream
+    beyond what it holds, and the messages waiting for it."""
+
+    position: StreamPosition
+    pending: tuple[MessageRecord, ...]
+
+
 class AppendBatch(Record):
     """Everything one agent commits at once: all of it lands, or none of it.
 

@@ -99,15 +99,23 @@ class _Child:
     state: str = "not started"
     restarts: int = 0
     incarnation: int = 0
-    spare: Any = None
-    spare_name: str = ""
-    spare_ready: asyncio.Future[None] | None = None
+    spare: asyncio.Task[_Spare] | None = None
+    """The warm standby being started, or ready (done)."""
     watcher: asyncio.Task[None] | None = None
     last_report: RecoveryReport | None = None
     exiting_normally: bool = False
     injected_crash: str = ""
     started_at: float = 0.0
     """`time.monotonic()` when it last began serving (for the crash-loop backoff)."""
+
+
+@dataclass(frozen=True)
+class _Spare:
+    """A warm standby process, up and ready to take its role over."""
+
+    handle: Any
+    name: str
+    pid: int
 
 
 @dataclass
@@ -149,6 +157,8 @@ class Supervisor:
         self._log = _Log()
         self._unjournaled: list[SupervisionEvent] = []
         self._lock = asyncio.Lock()
+        self._served = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._booted: asyncio.Task[list[RecoveryReport]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.starts = ChildStarts(RayMetrics("supervisor", "supervisor"))
@@ -249,9 +259,10 @@ class Supervisor:
         child.handle, child.actor, child.state = handle, actor, "alive"
         child.incarnation = max(child.incarnation, incarnation)
         self._watch(child)
+        self._now_serving()
 
     # --- starting a child -----------------------------------------------------------------
-    def _options(self, child: _Child, name: str) -> dict[str, Any]:
+    def _options(self, child: _Child, name: str, node_alive: bool) -> dict[str, Any]:
         options: dict[str, Any] = {
             "name": name,
             "namespace": NAMESPACE,
@@ -259,7 +270,7 @@ class Supervisor:
             "max_concurrency": child.spec.max_concurrency,
             "lifetime": "detached",
         }
-        if child.spec.node_id and _node_alive(child.spec.node_id):
+        if node_alive and child.spec.node_id:
             # hard while the node lives (Ray's soft affinity spills even to a live node);
             # once it is gone the child runs anywhere
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
@@ -267,7 +278,14 @@ class Supervisor:
             )
         return options
 
-    def _new_actor(self, child: _Child, standby: bool) -> tuple[Any, str]:
+    async def _new_actor(self, child: _Child, standby: bool) -> tuple[Any, str]:
+        """A new process for the child's role. Ray's calls here block (tens of ms on a
+        busy machine), so they run off the event loop, which keeps noticing deaths."""
+        node_id = child.spec.node_id
+        node_alive = node_id is not None and await asyncio.to_thread(_node_alive, node_id)
+        journal = child.spec.journal is not None
+        cls: Any = ray.remote(JournalActor if journal else AgentActor)
+        args = () if journal else (child.spec.agent if standby else None,)
         while True:
             child.incarnation += 1
             name = (
@@ -275,28 +293,27 @@ class Supervisor:
                 if child.incarnation == 1
                 else f"{child.spec.name}~{child.incarnation}"
             )
-            options = self._options(child, name)
+            actor = cls.options(**self._options(child, name, node_alive))
             try:
-                if child.spec.journal is not None:
-                    cls: Any = ray.remote(JournalActor)
-                    return cls.options(**options).remote(), name
-                spec = child.spec.agent if standby else None
-                return ray.remote(AgentActor).options(**options).remote(spec), name
+                return await asyncio.to_thread(actor.remote, *args), name
             except ValueError:  # the name is still taken by an actor being torn down
                 continue
-            _ = standby
 
     def _ensure_spare(self, child: _Child, *, booting: bool = False) -> None:
         if child.spare is not None:
             return
         if not booting and (not self.policy.warm_standby or self.state != "running"):
             return
-        child.spare, child.spare_name = self._new_actor(child, standby=True)
-        ready = asyncio.ensure_future(self._ping(child.spare))
-        child.spare_ready = ready
+        child.spare = asyncio.ensure_future(self._new_spare(child))
 
-    async def _ping(self, handle: Any) -> None:
-        await handle.serving.remote()
+    async def _new_spare(self, child: _Child) -> _Spare:
+        handle, name = await self._new_actor(child, standby=True)
+        try:
+            pid: int = await asyncio.wait_for(handle.ready.remote(), CALL_TIMEOUT_S * 6)
+        except BaseException:
+            ray.kill(handle, no_restart=True)
+            raise
+        return _Spare(handle, name, pid)
 
     async def _take_over(self, child: _Child, handle: Any) -> RecoveryReport | None:
         spec = child.spec
@@ -315,20 +332,20 @@ class Supervisor:
         """Start the role on its standby if one is ready, else on a new process; record it."""
         began = noticed or time.perf_counter()
         while True:
-            handle, name = None, ""
-            if child.spare is not None and child.spare_ready is not None:
-                spare, spare_name, ready = child.spare, child.spare_name, child.spare_ready
-                child.spare, child.spare_ready = None, None
+            handle, name, pid = None, "", 0
+            if child.spare is not None:
+                starting, child.spare = child.spare, None
                 try:
-                    await asyncio.wait_for(ready, CALL_TIMEOUT_S * 6)
-                    handle, name = spare, spare_name
+                    spare = await asyncio.wait_for(asyncio.shield(starting), CALL_TIMEOUT_S * 6)
+                    handle, name, pid = spare.handle, spare.name, spare.pid
                 except (*_GONE, TimeoutError):
-                    ray.kill(spare, no_restart=True)
+                    _discard(starting)
             if handle is None:
-                handle, name = self._new_actor(child, standby=False)
+                handle, name = await self._new_actor(child, standby=False)
             try:
                 report = await self._take_over(child, handle)
-                pid = await asyncio.wait_for(handle.pid.remote(), CALL_TIMEOUT_S)
+                if not pid:
+                    pid = await asyncio.wait_for(handle.pid.remote(), CALL_TIMEOUT_S)
                 break
             except (*_GONE, TimeoutError) as e:
                 log.warning(
@@ -339,13 +356,14 @@ class Supervisor:
                 )
                 ray.kill(handle, no_restart=True)
         child.handle, child.actor, child.pid, child.state = handle, name, pid, "alive"
+        self._now_serving()
         child.started_at = time.monotonic()
         child.last_report = report
         self.starts.started(child.spec.role, child.spec.name)
         child.exiting_normally = False
         self._watch(child)
         millis = (time.perf_counter() - began) * 1000
-        await self._record(
+        self._note(
             ChildStarted(
                 role=child.spec.name,
                 actor=name,
@@ -481,8 +499,8 @@ class Supervisor:
             child = self.children[role]
             self._stop_child(child)
             if child.spare is not None:
-                ray.kill(child.spare, no_restart=True)
-                child.spare, child.spare_ready = None, None
+                _discard(child.spare)
+                child.spare = None
 
     async def stop(self) -> None:
         """Stop children in reverse start order, and their standbys."""
@@ -492,29 +510,48 @@ class Supervisor:
             await self._stop_all()
 
     # --- the registry and reports ----------------------------------------------------------
-    def whereis(self, role: str) -> str | None:
+    async def whereis(self, role: str, wait_s: float = 0.0) -> str | None:
+        """The actor serving `role`; None if none does within `wait_s` (restarting).
+
+        A caller whose peer just died waits here for the restart, and hears of
+        the new actor the moment it serves, instead of polling.
+        """
         if self.reattach:
             self._ensure_booting()
+        end = time.monotonic() + wait_s
+        while (name := self._server_of(role)) is None and role in self.children:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._served.wait(), remaining)
+            except TimeoutError:
+                return None
+        return name
+
+    def _server_of(self, role: str) -> str | None:
         child = self.children.get(role)
         if child is None or child.handle is None or child.state != "alive":
             return None
         return child.actor
 
+    def _now_serving(self) -> None:
+        """Wake the callers waiting in `whereis`: a role has a (new) server."""
+        self._served.set()
+        self._served = asyncio.Event()
+
     def whereis_all(self) -> dict[str, str]:
         """Every role served now, and the actor serving it."""
         if self.reattach:
             self._ensure_booting()
-        return {role: name for role in self.order if (name := self.whereis(role)) is not None}
+        return {role: name for role in self.order if (name := self._server_of(role)) is not None}
 
     def standbys(self) -> dict[str, str]:
         """Each role's warm standby actor, for those that have one ready."""
         return {
-            role: c.spare_name
+            role: c.spare.result().name
             for role, c in self.children.items()
-            if c.spare is not None
-            and c.spare_ready is not None
-            and c.spare_ready.done()
-            and c.spare_ready.exception() is None
+            if c.spare is not None and c.spare.done() and c.spare.exception() is None
         }
 
     def health(self) -> SupervisorHealth:
@@ -588,7 +625,16 @@ class Supervisor:
         self._keep(event)
         await self._flush_log()
 
+    def _note(self, event: SupervisionEvent) -> None:
+        """Append a decision without waiting for its commit (a restart's report)."""
+        self._keep(event)
+        self._spawn(self._flush_log())
+
     async def _flush_log(self) -> None:
+        async with self._flushing:  # one append at a time: each takes the events kept so far
+            await self._flush_kept()
+
+    async def _flush_kept(self) -> None:
         if not self._unjournaled:
             return
         journal = self.children["journal"]
@@ -620,7 +666,20 @@ class Supervisor:
             self._log.epoch = 0
             return
         self._log.next_seq += len(records)
-        self._unjournaled.clear()
+        del self._unjournaled[: len(records)]  # events kept meanwhile go in the next append
+
+
+def _discard(spare: asyncio.Task[_Spare]) -> None:
+    """Kill a standby's process, now or once it has started."""
+
+    def kill(task: asyncio.Task[_Spare]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            ray.kill(task.result().handle, no_restart=True)
+
+    if spare.done():
+        kill(spare)
+    else:
+        spare.add_done_callback(kill)
 
 
 def _node_alive(node_id: str) -> bool:

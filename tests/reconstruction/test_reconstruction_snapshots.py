@@ -19,7 +19,7 @@ from actors.local_transport import LocalTransport
 from actors.models import Listing, Product
 from actors.ports import GeneratedCampaign, GeneratedListing
 from actors.product_agent import ProductAgent
-from storage.journal import Journal
+from storage.journal import Journal, read_recovery, read_tail
 from storage.records import (
     AppendBatch,
     AppendRefusal,
@@ -28,6 +28,8 @@ from storage.records import (
     MessageRecord,
     SnapshotRecord,
     StreamPosition,
+    StreamRecovery,
+    StreamTail,
 )
 from storage.sqlite import SQLiteEventStore
 from swarm.llm_offline import OfflineWriter
@@ -74,6 +76,14 @@ class JournalView:
 
     async def open_stream(self, stream_id: str) -> StreamPosition:
         return await self.journal.open_stream(stream_id)
+
+    async def recover(
+        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
+    ) -> StreamRecovery:
+        return await read_recovery(self, stream_id, recipient, after_seq, max_events, max_messages)
+
+    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail:
+        return await read_tail(self, stream_id, after_seq, max_events)
 
     async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal:
         outcome = await self.journal.append(batch)

@@ -214,42 +214,65 @@ class Supervisor:
         return [c.last_report for c in self.children.values() if c.last_report is not None]
 
     async def _discover(self) -> dict[str, tuple[Any, str, int]]:
-        """Live actors serving each role; duplicates and stray standbys are killed."""
-        try:
-            named = ray.util.list_named_actors(all_namespaces=True)
-        except Exception:  # noqa: BLE001 - the GCS may be briefly unreachable: nothing found
-            named = []
-        names = [n["name"] for n in named if n.get("namespace") == NAMESPACE]
-        live: dict[str, tuple[Any, str, int]] = {}
+        """Live actors serving each role, and each role's newest standby (adopted: the
+        processes a killed incarnation started are not started again). Older servers of
+        a role, other standbys, and actors that do not answer are killed."""
+        names = await self._named_actors()
+        found: list[tuple[_Child, int, str]] = []
         for role, child in self.children.items():
-            found: list[tuple[int, Any, str, str | None]] = []
             for name in names:
                 incarnation = _incarnation(name, role)
-                if incarnation is None:
-                    continue
-                child.incarnation = max(child.incarnation, incarnation)
-                try:
-                    handle = ray.get_actor(name, namespace=NAMESPACE)
-                    serving: str | None = await asyncio.wait_for(handle.serving.remote(), 5)
-                except (ValueError, TimeoutError, *_GONE):
-                    continue
-                found.append((incarnation, handle, name, serving))
+                if incarnation is not None:
+                    child.incarnation = max(child.incarnation, incarnation)
+                    found.append((child, incarnation, name))
+        answers = await asyncio.gather(*(_ask_serving(name) for _, _, name in found))
+        live: dict[str, tuple[Any, str, int]] = {}
+        for role, child in self.children.items():
+            mine = [
+                (incarnation, handle, name, serving)
+                for (owner, incarnation, name), (handle, serving) in zip(
+                    found, answers, strict=True
+                )
+                if owner is child and handle is not None
+            ]
             if not self.reattach:  # left over by a swarm whose supervisor is gone: replace
-                for _, handle, name, _ in found:
+                for _, handle, name, _ in mine:
                     log.warning("killing %s: left over by a previous swarm", name)
                     ray.kill(handle, no_restart=True)
                 continue
-            servers = sorted((f for f in found if f[3] == role), key=lambda f: f[0])
-            for _, handle, name, _ in servers[:-1]:  # never two actors in one role
-                log.warning("killing %s: an older server of %s", name, role)
-                ray.kill(handle, no_restart=True)
+            servers = sorted((m for m in mine if m[3] == role), key=lambda m: m[0])
+            standbys = sorted((m for m in mine if m[3] is None), key=lambda m: m[0])
+            spares = standbys[-1:] if self.policy.warm_standby else []
+            for entry in mine:
+                if entry not in servers[-1:] + spares:  # one server per role, one standby
+                    log.warning("killing %s: not needed by %s", entry[2], role)
+                    ray.kill(entry[1], no_restart=True)
             if servers:
-                _, handle, name, _ = servers[-1]
-                live[role] = (handle, name, servers[-1][0])
-            for _, handle, _, serving in found:
-                if serving is None:
-                    ray.kill(handle, no_restart=True)
+                incarnation, handle, name, _ = servers[-1]
+                live[role] = (handle, name, incarnation)
+            for _, handle, name, _ in spares:
+                child.spare = asyncio.ensure_future(self._adopt(handle, name))
         return live
+
+    async def _named_actors(self) -> list[str]:
+        """The swarm's named actors; the GCS may be briefly unreachable after a crash."""
+        end = time.monotonic() + CALL_TIMEOUT_S
+        while True:
+            try:
+                named = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+                return [n["name"] for n in named if n.get("namespace") == NAMESPACE]
+            except Exception:  # whatever the GCS client raises: ask again
+                if time.monotonic() > end:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def _adopt(self, handle: Any, name: str) -> _Spare:
+        try:
+            pid: int = await asyncio.wait_for(handle.ready.remote(), CALL_TIMEOUT_S * 6)
+        except BaseException:
+            ray.kill(handle, no_restart=True)
+            raise
+        return _Spare(handle, name, pid)
 
     async def _attach(self, child: _Child, handle: Any, actor: str, incarnation: int) -> None:
         try:
@@ -308,12 +331,7 @@ class Supervisor:
 
     async def _new_spare(self, child: _Child) -> _Spare:
         handle, name = await self._new_actor(child, standby=True)
-        try:
-            pid: int = await asyncio.wait_for(handle.ready.remote(), CALL_TIMEOUT_S * 6)
-        except BaseException:
-            ray.kill(handle, no_restart=True)
-            raise
-        return _Spare(handle, name, pid)
+        return await self._adopt(handle, name)
 
     async def _take_over(self, child: _Child, handle: Any) -> RecoveryReport | None:
         spec = child.spec
@@ -680,6 +698,24 @@ def _discard(spare: asyncio.Task[_Spare]) -> None:
         kill(spare)
     else:
         spare.add_done_callback(kill)
+
+
+async def _ask_serving(name: str) -> tuple[Any, str | None]:
+    """A named actor's handle and the role it serves (None: a standby); no handle if it is
+    gone. One that does not answer in time is killed: it may not serve beside a new one."""
+    try:
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None, None
+    try:
+        serving: str | None = await asyncio.wait_for(handle.serving.remote(), CALL_TIMEOUT_S)
+    except _GONE:
+        return None, None
+    except TimeoutError:
+        log.warning("killing %s: no answer in %.0f s", name, CALL_TIMEOUT_S)
+        ray.kill(handle, no_restart=True)
+        return None, None
+    return handle, serving
 
 
 def _node_alive(node_id: str) -> bool:

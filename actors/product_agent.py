@@ -2,7 +2,10 @@
 
 `validate_product_data` (pure) -> `generate_listing` (LLM) -> `confirm_upload`
 (marketplace) -> hand-off to the marketing agent. Each step's result is an
-event committed before the next step starts. An upload carries the
+event committed before the next step with an effect (LLM, marketplace)
+starts; validation and the hand-off have none, so their events share a
+commit with the ones before them (accept + validate, upload + hand-off). The
+hand-off message goes out only once that commit is durable. An upload carries the
 workflow's idempotency key; a workflow inherited from a previous incarnation,
 or resumed after a failure, first looks the product up and writes only if the
 marketplace does not already hold this listing.
@@ -40,6 +43,7 @@ from actors.models import UploadReceipt
 from actors.ports import ContentWriter, ExternalCallError, GeneratedListing, Marketplace
 from actors.protocol import (
     STEP_CAMPAIGN,
+    STEP_HANDOFF,
     STEP_LISTING,
     STEP_UPLOAD,
     STEP_VALIDATE,
@@ -122,8 +126,8 @@ class StepAgent(DurableAgent):
                 return
             # the failed step may have had an effect whose answer was lost: reconcile first
             self.recovered.add(workflow_id)
-        await self.record(workflow_id, [accepted], processed=[envelope.message_id])
-        await self.advance(workflow_id)
+        _, durable = self._record_nowait(workflow_id, [accepted], processed=[envelope.message_id])
+        await self.advance(workflow_id, after=durable)
 
     def acceptance(self, envelope: Envelope) -> WorkflowAccepted | None:
         """The event by which this agent takes the message's workflow on; None: not ours."""
@@ -139,8 +143,17 @@ class StepAgent(DurableAgent):
             )
         return None
 
-    async def advance(self, workflow_id: str) -> None:
+    effect_free_steps: frozenset[str] = frozenset({STEP_VALIDATE, STEP_HANDOFF})
+    """Steps that only compute from the workflow's state (no LLM, no marketplace): their events
+    may share a commit with the events before them. Every other step starts only once all
+    earlier events of its workflow are durable, so a completed effect is never paid twice."""
+
+    async def advance(self, workflow_id: str, *, after: asyncio.Future[None] | None = None) -> None:
         """Run the workflow's remaining steps here.
+
+        `after` is the commit of the events recorded just before (the acceptance): a
+        step without an effect may run before it is durable, its events joining the
+        same commit; any other step waits for it. Returns once everything is durable.
 
         Poison detection: a workflow inherited from a dead process is counted
         (`WorkflowResumed`). One that was in flight at two deaths is a suspect: its
@@ -149,12 +162,16 @@ class StepAgent(DurableAgent):
         `poison_attempts` such deaths it is quarantined instead of run again:
         failed with the reason, its message in dead letters, the supervisor told.
         """
+        durable = after
         state = self.workflows.get(workflow_id)
         if state is not None and workflow_id in self.recovered and workflow_id not in self._marked:
             self._marked.add(workflow_id)
             state = await self.record(workflow_id, [WorkflowResumed()])
         suspect = state is not None and state.resumed >= 2
         while (state := self.workflows.get(workflow_id)) is not None and not state.terminal:
+            if durable is not None and (suspect or not self._effect_free(state)):
+                await durable
+                durable = None
             if suspect:
                 await self._isolated_step(workflow_id)
                 suspect = False
@@ -162,7 +179,18 @@ class StepAgent(DurableAgent):
                 if not self._open.is_set():
                     await self._open.wait()
                     continue  # the state may have moved on while the gate was closed
-                await self._step(workflow_id, state)
+                durable = await self._step(workflow_id, state) or durable
+        if durable is not None:
+            await durable
+
+    def _effect_free(self, state: WorkflowState) -> bool:
+        """The workflow's next step has no effect and no fault injected: it need not wait."""
+        step = state.current_step
+        return (
+            step in self.effect_free_steps
+            and state.faults.poison_step != step
+            and not should_crash(state, step)
+        )
 
     async def _isolated_step(self, workflow_id: str) -> None:
         async with self._isolation:
@@ -181,8 +209,8 @@ class StepAgent(DurableAgent):
                     await self._quarantine(state)
                     return
                 state = await self.record(workflow_id, [IsolatedAttempt(step=state.current_step)])
-                if state is not None:
-                    await self._step(workflow_id, state)
+                if state is not None and (durable := await self._step(workflow_id, state)):
+                    await durable
             finally:
                 self._open.set()
 
@@ -202,8 +230,11 @@ class StepAgent(DurableAgent):
         await self.record(state.task_id, events, send=send, dead=[letter])
         await self.on_quarantine(state, reason)
 
-    async def _step(self, workflow_id: str, state: WorkflowState) -> None:
+    async def _step(self, workflow_id: str, state: WorkflowState) -> asyncio.Future[None] | None:
+        """Run the workflow's next step and record its events: durable on return, or, for a
+        step without an effect, the commit to wait for before the next effect."""
         step = state.current_step
+        effect_free = self._effect_free(state)
         if state.faults.poison_step == step:
             self._crash()  # unannounced, every time: what a poison message does
         if should_crash(state, step):
@@ -222,13 +253,17 @@ class StepAgent(DurableAgent):
                 events, send = self._failed(state, step, f"{type(e).__name__}: {e}")
             except ExternalCallError as e:
                 events, send = self._unreachable(state, step, e)
-            after = await self.record(workflow_id, events, send=send)
+            after, durable = self._record_nowait(workflow_id, events, send=send)
+            if not effect_free:
+                await durable
         finally:
             self._active -= 1
             async with self._idle:
                 self._idle.notify_all()
         failed = any(isinstance(e, StepFailed) for e in events)
         self.metrics.step_finished(step, time.perf_counter() - began, failed=failed)
+        if effect_free:
+            return durable
         waiting = events[-1] if events else None
         if after is not None and after.status == "waiting" and isinstance(waiting, StepWaiting):
             config = self.config  # the endpoint is down: try the step again, later
@@ -239,6 +274,7 @@ class StepAgent(DurableAgent):
                 cap_s=config.wait_max_s,
             )
             await asyncio.sleep(delay)
+        return None
 
     def _unreachable(
         self, state: WorkflowState, step: str, error: ExternalCallError

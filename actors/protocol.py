@@ -35,6 +35,8 @@ STEP_VALIDATE: Final = "validate_product_data"
 STEP_LISTING: Final = "generate_listing"
 STEP_UPLOAD: Final = "confirm_upload"
 STEP_CAMPAIGN: Final = "generate_campaign"
+STEP_HANDOFF: Final = "handoff"
+"""Not a step of its own: the hand-off of a workflow to the next agent, or its end."""
 STEPS: tuple[Step, ...] = (STEP_VALIDATE, STEP_LISTING, STEP_UPLOAD, STEP_CAMPAIGN)
 
 

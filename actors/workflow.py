@@ -39,7 +39,14 @@ from actors.models import (
     UploadReceipt,
 )
 from actors.ports import LLMProvenance
-from actors.protocol import STEP_CAMPAIGN, STEP_LISTING, STEP_UPLOAD, FaultPlan, StepResults
+from actors.protocol import (
+    STEP_CAMPAIGN,
+    STEP_HANDOFF,
+    STEP_LISTING,
+    STEP_UPLOAD,
+    FaultPlan,
+    StepResults,
+)
 
 Status = Literal["pending", "running", "waiting", "failed", "completed", "handed_off"]
 TERMINAL: frozenset[str] = frozenset({"failed", "completed", "handed_off"})
@@ -47,8 +54,8 @@ TERMINAL: frozenset[str] = frozenset({"failed", "completed", "handed_off"})
 NEXT_STEP = {
     "validate_product_data": STEP_LISTING,
     STEP_LISTING: STEP_UPLOAD,
-    STEP_UPLOAD: "handoff",
-    STEP_CAMPAIGN: "handoff",
+    STEP_UPLOAD: STEP_HANDOFF,
+    STEP_CAMPAIGN: STEP_HANDOFF,
 }
 
 
@@ -146,13 +153,13 @@ def apply(state: WorkflowState, event: Event) -> WorkflowState:
         case ListingRejected():
             return state.model_copy(update={"listing_rejections": state.listing_rejections + 1})
         case UploadConfirmed(receipt=receipt):
-            return state.model_copy(update={"upload": receipt, "current_step": "handoff"})
+            return state.model_copy(update={"upload": receipt, "current_step": STEP_HANDOFF})
         case CampaignGenerated(campaign=campaign, provenance=provenance):
             return state.model_copy(
                 update={
                     "campaign": campaign,
                     "campaign_provenance": provenance,
-                    "current_step": "handoff",
+                    "current_step": STEP_HANDOFF,
                 }
             )
         case CrashInjected(step=step):

@@ -5,7 +5,9 @@ loads the latest snapshot, replays only the events after it (so recovery cost
 follows the events since the last snapshot, not the stream's length), drains
 the messages still pending in its mailbox, then resumes every workflow that
 was in flight. An incarnation whose epoch was superseded is refused by the
-journal and stops: two incarnations never both write.
+journal and stops: two incarnations never both write. A supervised agent is
+started `held`: it takes messages but runs no workflow step until its host
+releases it, once the supervisor watches it.
 
 Ordering and delivery. Events are applied to memory when recorded and
 committed by one flusher in stream order, many workflows per commit. A
@@ -168,6 +170,8 @@ class DurableAgent(ABC):
         self._fatal: BaseException | None = None
         self._recovered = asyncio.Event()
         """Set once the state is rebuilt: messages pushed during recovery wait for it."""
+        self.released = asyncio.Event()
+        """Set once workflow steps may run (see `start`); messages are taken before it."""
         self._encoded_states: dict[str, tuple[WorkflowState, str]] = {}
         self.recovered: set[str] = set()
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
@@ -181,7 +185,13 @@ class DurableAgent(ABC):
         """Where the agent records its metrics (the Ray wrapper sets `RayMetrics`)."""
 
     # --- lifecycle -----------------------------------------------------------------
-    async def start(self) -> RecoveryReport:
+    async def start(self, *, held: bool = False) -> RecoveryReport:
+        """Recover from the log and serve; with `held`, no workflow step runs until `release()`.
+
+        A supervised host holds the steps until its supervisor watches this
+        incarnation: a step that kills the process (a poison message) then dies
+        where the supervisor sees it, so every such death is counted as one.
+        """
         began = time.perf_counter()
         position = await self.journal.open_stream(self.name)
         self.epoch = position.epoch
@@ -200,6 +210,8 @@ class DurableAgent(ABC):
         pending = await self._drain_mailbox()
         for workflow_id in list(self.workflows):
             self._spawn(self.advance(workflow_id))
+        if not held:
+            self.release()
         self._spawn(self._poll_loop())
         report = RecoveryReport(
             agent=self.name,
@@ -216,6 +228,10 @@ class DurableAgent(ABC):
             events_replayed=replayed, snapshot_age_s=snapshot_age_s, serve_ms=report.millis
         )
         return report
+
+    def release(self) -> None:
+        """Let workflow steps run (a held `start` waits for this)."""
+        self.released.set()
 
     def _restore(self, snapshot: AgentSnapshot) -> None:
         self.workflows = {w.task_id: w for w in snapshot.workflows}

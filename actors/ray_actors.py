@@ -293,7 +293,9 @@ class AgentActor:
         agent.before_injected_crash = self._announce_crash
         if isinstance(agent, StepAgent):
             agent.on_quarantine = self._report_quarantine
-        report = await agent.start()
+        # steps wait for the supervisor's watch (below): a step that kills this process
+        # before the supervisor holds it would die unseen and uncounted
+        report = await agent.start(held=True)
         if self._sampler is None:
             self._sampler = asyncio.ensure_future(self._sample_every(SAMPLE_EVERY_S))
         return report
@@ -401,7 +403,12 @@ class AgentActor:
         return out
 
     async def watch(self) -> None:
-        """Never returns while the agent lives: a supervisor's death notification."""
+        """Never returns while the agent lives: a supervisor's death notification.
+
+        The first watch releases the agent's workflow steps: from here on, a death
+        is noticed by the supervisor as this actor's.
+        """
+        self.agent.release()
         await asyncio.Event().wait()
 
 

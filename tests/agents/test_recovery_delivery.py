@@ -1,0 +1,150 @@
+"""A recovered agent, in one process over a real journal: it runs no step before its host
+releases it, takes each message once however late a push of it arrives, and advances each
+workflow in one loop. Each incarnation "dies" through the agent's own crash hook."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import pytest
+
+from actors.durable import AgentConfig
+from actors.product_agent import ProductAgent
+from actors.protocol import Envelope, FaultPlan, ProcessProduct
+from storage.memory import InMemoryEventStore
+from storage.records import AppendBatch, AppendResult, MessageRecord
+from tests.agents.harness import (
+    CatalogMarketplace,
+    LocalTransport,
+    RecordingJournal,
+    WatchedWriter,
+    product,
+)
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.timeout(60)
+T = TypeVar("T")
+AGENT = "product-agent-0"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def process_product(i: int, faults: FaultPlan | None = None) -> Envelope:
+    p = product(i)
+    return Envelope.wrap(
+        ProcessProduct(run_id="r", product=p, faults=faults or FaultPlan()),
+        sender="coordinator",
+        recipient=AGENT,
+        workflow_id=f"r:{p.product_id}",
+    )
+
+
+class ProcessDiedError(Exception):
+    """What the crash hook raises: this incarnation is dead from here on."""
+
+
+class CheckedJournal(RecordingJournal):
+    """The journal; `unprocessed` and `pending_messages` can be held at their answer."""
+
+    def __init__(self) -> None:
+        super().__init__(InMemoryEventStore())
+        self.hold_unprocessed: asyncio.Event | None = None
+        self.hold_pending: asyncio.Event | None = None
+        self.asked = asyncio.Event()
+
+    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
+        answer = await super().unprocessed(message_ids)
+        if self.hold_unprocessed is not None:  # answered now, heard later: a slow reply
+            self.asked.set()
+            await self.hold_unprocessed.wait()
+        return answer
+
+    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[Any]:
+        answer = await super().pending_messages(recipient, limit)
+        if self.hold_pending is not None:
+            self.asked.set()
+            await self.hold_pending.wait()
+        return answer
+
+
+class Incarnations:
+    """Successive incarnations of one product agent on one journal."""
+
+    def __init__(self) -> None:
+        self.journal = CheckedJournal()
+        self.transport = LocalTransport()
+        self.writer = WatchedWriter()
+        self.marketplace = CatalogMarketplace(self.journal)
+        self.deaths = 0
+        self.refused: list[BaseException] = []
+        self.stopping: list[asyncio.Task[None]] = []
+
+    def new(self) -> ProductAgent:
+        config = AgentConfig(name=AGENT, role="product-upload")
+
+        def crash() -> None:
+            self.deaths += 1
+            self.transport.agents.pop(AGENT, None)
+            self.stopping.append(asyncio.ensure_future(agent.stop()))
+            raise ProcessDiedError(f"{AGENT} died")
+
+        agent = ProductAgent(
+            config, self.journal, self.transport, self.writer, self.marketplace,
+            ("marketing-agent-0",), crash=crash,
+        )  # fmt: skip
+        agent.end_process = self.refused.append
+        self.transport.agents[AGENT] = agent
+        return agent
+
+    def committed(self, workflow_id: str) -> list[str]:
+        return self.journal.committed_types(workflow_id)
+
+    async def post(self, envelope: Envelope) -> str:
+        """Commit the message to the agent's mailbox, as its sender does; returns its body."""
+        body = envelope.model_dump_json()
+        record = MessageRecord(
+            message_id=envelope.message_id, recipient=envelope.recipient,
+            sender=envelope.sender, type=envelope.type, workflow_id=envelope.workflow_id,
+            body=body,
+        )  # fmt: skip
+        position = await self.journal.open_stream(envelope.sender)
+        batch = AppendBatch(stream_id=envelope.sender, epoch=position.epoch, send=(record,))
+        assert isinstance(await self.journal.append(batch), AppendResult)
+        return body
+
+
+def test_a_held_incarnation_runs_no_step_until_released() -> None:
+    """A step that kills the process must die where the supervisor can see it: a recovered
+    incarnation neither resumes nor runs a workflow before its host releases it."""
+
+    async def scenario() -> tuple[list[str], int, list[str], int]:
+        lives = Incarnations()
+        await lives.journal.start()
+        poison = process_product(0, FaultPlan(poison_step="generate_listing"))
+        first = lives.new()
+        await first.start()
+        await first.deliver([await lives.post(poison)])
+        await eventually(lambda: lives.deaths == 1, what="the poison kills the first incarnation")
+
+        second = lives.new()
+        await second.start(held=True)
+        # a message taken while held is committed (its workflow waits too): once it is,
+        # the inherited workflow's task has had every chance to run
+        other = process_product(1)
+        await second.deliver([await lives.post(other)])
+        await eventually(lambda: "workflow_accepted" in lives.committed(other.workflow_id))
+        held = (lives.committed(poison.workflow_id), lives.deaths)
+
+        second.release()
+        await eventually(lambda: lives.deaths == 2, what="the released poison kills it again")
+        return (*held, lives.committed(poison.workflow_id), lives.deaths)
+
+    held_types, held_deaths, types, deaths = run(scenario())
+    assert held_deaths == 1
+    assert "workflow_resumed" not in held_types
+    assert types.count("workflow_resumed") == 1  # the one incarnation that ran it
+    assert deaths == 2

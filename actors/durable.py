@@ -466,18 +466,33 @@ class DurableAgent(ABC):
                 self.metrics.message_failed("invalid")
                 await self._reject(e, body)
                 continue
-            if envelope.message_id in self._inflight_ids or envelope.message_id in self._recent_ids:
-                continue
-            fresh.append(envelope)
+            if not self._consumed_here(envelope):
+                fresh.append(envelope)
         if redelivery and fresh:
             still = await self.journal.unprocessed([e.message_id for e in fresh])
             fresh = [e for e in fresh if e.message_id in still]
+        taken = 0
         for envelope in fresh:
-            if envelope.message_id in self._inflight_ids:
+            if self._consumed_here(envelope):  # taken while this call awaited
                 continue
             self._inflight_ids.add(envelope.message_id)
             self._spawn(self._handle(envelope))
-        return len(fresh)
+            taken += 1
+        return taken
+
+    def _consumed_here(self, envelope: Envelope) -> bool:
+        """Whether this incarnation has taken the message already (or inherited it taken).
+
+        A workflow in flight here that this very message started was consumed, by
+        this incarnation or by the one it recovered from: a late push of that message
+        (its sender's first try can outlive a restart of this agent) is a duplicate,
+        which the journal would refuse together with everything committed beside it.
+        """
+        message_id = envelope.message_id
+        if message_id in self._inflight_ids or message_id in self._recent_ids:
+            return True
+        state = self.workflows.get(envelope.workflow_id)
+        return state is not None and state.inbox_message_id == message_id
 
     async def _handle(self, envelope: Envelope) -> None:
         try:

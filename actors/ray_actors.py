@@ -157,27 +157,36 @@ class RayJournalClient:
 
 
 class RayTransport:
-    """Pushes message bodies to named agents; a failed push is retried as a redelivery."""
+    """Pushes message bodies to named agents; a failed push is retried as a redelivery.
+
+    A push reaching an actor found after the message was committed is sent as a
+    redelivery too (checked against the log by the recipient): the role may have
+    been restarted meanwhile, and the incarnation before may have taken the message
+    from its mailbox already.
+    """
 
     def __init__(self, retry_deadline_s: float = 60.0) -> None:
         self.retry_deadline_s = retry_deadline_s
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, tuple[Any, float]] = {}
+        """Recipient role -> (its actor, `time.monotonic()` when it was looked up)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def send(self, recipient: str, bodies: list[str]) -> None:
-        task = asyncio.ensure_future(self._deliver(recipient, bodies))
+        task = asyncio.ensure_future(self._deliver(recipient, bodies, time.monotonic()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, recipient: str, bodies: list[str]) -> None:
+    async def _deliver(self, recipient: str, bodies: list[str], sent_at: float) -> None:
         end = time.monotonic() + self.retry_deadline_s
         redelivery, delay = False, 0.02
         while True:
             try:
-                handle = self._handles.get(recipient)
-                if handle is None:
-                    handle = self._handles[recipient] = await locate(recipient, 10.0)
-                await handle.deliver.remote(bodies, redelivery)
+                found = self._handles.get(recipient)
+                if found is None:
+                    handle = await locate(recipient, 10.0)
+                    found = self._handles[recipient] = (handle, time.monotonic())
+                handle, found_at = found
+                await handle.deliver.remote(bodies, redelivery or found_at > sent_at)
                 return
             except (*_ACTOR_GONE, ActorLookupError, RayTaskError) as e:
                 # RayTaskError: e.g. a standby that has not yet taken the role over

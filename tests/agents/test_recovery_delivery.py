@@ -148,3 +148,70 @@ def test_a_held_incarnation_runs_no_step_until_released() -> None:
     assert "workflow_resumed" not in held_types
     assert types.count("workflow_resumed") == 1  # the one incarnation that ran it
     assert deaths == 2
+
+
+def test_a_late_push_of_a_message_taken_before_a_restart_is_not_taken_again() -> None:
+    """A sender's first push can arrive after the recipient restarted; the incarnation
+    before may have taken the message from its mailbox. Taking it again would make the
+    journal refuse the commit, and with it every step result committed beside it."""
+
+    async def scenario() -> tuple[int, list[str], list[BaseException]]:
+        lives = Incarnations()
+        await lives.journal.start()
+        message = process_product(0)
+        lives.writer.held["beanie-0"] = asyncio.Event()  # in flight at the death
+        body = await lives.post(message)
+        first = lives.new()
+        await first.start()
+        await eventually(lambda: "product_validated" in lives.committed(message.workflow_id))
+        await first.stop()  # the process dies with the workflow in flight (its listing call)
+
+        second = lives.new()
+        await second.start()
+        taken = await second.deliver([body])  # the sender's first push, late
+        lives.writer.held["beanie-0"].set()
+        await eventually(
+            lambda: (
+                "workflow_handed_off" in lives.committed(message.workflow_id) or bool(lives.refused)
+            ),
+            timeout_s=10,
+        )
+        return taken, lives.committed(message.workflow_id), lives.refused
+
+    taken, types, refused = run(scenario())
+    assert taken == 0
+    assert refused == []
+    assert types.count("workflow_accepted") == 1
+    assert types.count("listing_generated") == 1
+
+
+def test_a_redelivery_taken_while_checked_against_the_log_is_not_taken_twice() -> None:
+    """The log says 'unprocessed'; before that answer is heard, a push of the same message
+    is taken and committed. The redelivery must not take it a second time."""
+
+    async def scenario() -> tuple[int, list[str], list[BaseException]]:
+        lives = Incarnations()
+        await lives.journal.start()
+        message = process_product(0)
+        agent = lives.new()
+        await agent.start()
+        body = await lives.post(message)
+        lives.journal.hold_unprocessed = asyncio.Event()
+        redelivery = asyncio.ensure_future(agent.deliver([body], redelivery=True))
+        await lives.journal.asked.wait()  # the log has answered "unprocessed"
+        await agent.deliver([body])
+        await eventually(lambda: "workflow_accepted" in lives.committed(message.workflow_id))
+        lives.journal.hold_unprocessed.set()
+        taken = await redelivery
+        await eventually(
+            lambda: (
+                "workflow_handed_off" in lives.committed(message.workflow_id) or bool(lives.refused)
+            ),
+            timeout_s=10,
+        )
+        return taken, lives.committed(message.workflow_id), lives.refused
+
+    taken, types, refused = run(scenario())
+    assert taken == 0
+    assert refused == []
+    assert types.count("workflow_accepted") == 1

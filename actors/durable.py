@@ -204,11 +204,14 @@ class DurableAgent(ABC):
         self._last_seq = self._snapshot_seq
         replayed = await self._replay()
         self._next_seq = self._last_seq + 1
-        self.recovered = set(self.workflows)
+        inherited = list(self.workflows)
+        self.recovered = set(inherited)
         self._spawn(self._flush_loop())
         self._recovered.set()
         pending = await self._drain_mailbox()
-        for workflow_id in list(self.workflows):
+        # only what was inherited: a workflow accepted while the mailbox drained is
+        # advanced by its own message (two loops would run its steps twice)
+        for workflow_id in inherited:
             self._spawn(self.advance(workflow_id))
         if not held:
             self.release()

@@ -5,7 +5,7 @@ workflow in one loop. Each incarnation "dies" through the agent's own crash hook
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -215,3 +215,53 @@ def test_a_redelivery_taken_while_checked_against_the_log_is_not_taken_twice() -
     assert taken == 0
     assert refused == []
     assert types.count("workflow_accepted") == 1
+
+
+def step_loops(workflow_id: str) -> int:
+    """The tasks running a step loop (`advance`) for the workflow, read from what they await."""
+
+    def awaiting(task: asyncio.Task[Any]) -> Iterator[Any]:
+        coro: Any = task.get_coro()
+        while coro is not None and getattr(coro, "cr_frame", None) is not None:
+            yield coro.cr_frame
+            coro = coro.cr_await
+
+    return sum(
+        any(
+            f.f_code.co_name == "advance" and f.f_locals.get("workflow_id") == workflow_id
+            for f in awaiting(task)
+        )
+        for task in asyncio.all_tasks()
+    )
+
+
+def test_a_workflow_taken_while_the_mailbox_drains_runs_in_one_step_loop() -> None:
+    """A push that arrives while a recovering agent reads its mailbox starts a workflow; the
+    recovery must not start a second step loop for it: two loops race for each step, and
+    both may run it (an LLM call paid twice)."""
+
+    async def scenario() -> tuple[int, list[str], int]:
+        lives = Incarnations()
+        await lives.journal.start()
+        message = process_product(0)
+        calls: list[str] = []
+        lives.writer.on_listing = lambda p: calls.append(p.product_id)
+        gate = lives.writer.held["beanie-0"] = asyncio.Event()  # keep it in flight
+        agent = lives.new()
+        lives.journal.hold_pending = asyncio.Event()
+        starting = asyncio.ensure_future(agent.start())
+        await lives.journal.asked.wait()  # recovered, reading its mailbox
+        await agent.deliver([await lives.post(message)])
+        await eventually(lambda: "workflow_accepted" in lives.committed(message.workflow_id))
+        lives.journal.hold_pending.set()
+        await starting
+        await eventually(lambda: len(calls) >= 1, what="the listing call")
+        loops = step_loops(message.workflow_id)
+        gate.set()
+        await eventually(lambda: "workflow_handed_off" in lives.committed(message.workflow_id))
+        return loops, lives.committed(message.workflow_id), len(calls)
+
+    loops, types, listing_calls = run(scenario())
+    assert loops == 1
+    assert listing_calls == 1
+    assert types.count("listing_generated") == 1

@@ -403,7 +403,8 @@ class DurableAgent(ABC):
             error = AgentFencedError(f"{self.name}: journal refused a commit: {outcome.message}")
             self._fatal = error
             for p in group:
-                p.done.set_exception(error)
+                if not p.done.done():  # a cancelled waiter must not keep the process alive
+                    p.done.set_exception(error)
             await self.on_fatal(error)
             return
         self._last_seq = last

@@ -417,7 +417,8 @@ class AgentActor:
         The first watch releases the agent's workflow steps: from here on, a death
         is noticed by the supervisor as this actor's.
         """
-        self.agent.release()
+        if self._agent is not None and self._started:
+            self._agent.release()
         await asyncio.Event().wait()
 
 

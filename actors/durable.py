@@ -5,7 +5,9 @@ loads the latest snapshot, replays only the events after it (so recovery cost
 follows the events since the last snapshot, not the stream's length), drains
 the messages still pending in its mailbox, then resumes every workflow that
 was in flight. An incarnation whose epoch was superseded is refused by the
-journal and stops: two incarnations never both write.
+journal and stops: two incarnations never both write. A supervised agent is
+started `held`: it takes messages but runs no workflow step until its host
+releases it, once the supervisor watches it.
 
 Ordering and delivery. Events are applied to memory when recorded and
 committed by one flusher in stream order, many workflows per commit. A
@@ -183,6 +185,8 @@ class DurableAgent(ABC):
         self._restored_from: SnapshotRecord | None = None
         self._recovered = asyncio.Event()
         """Set once the state is rebuilt: messages pushed during recovery wait for it."""
+        self.released = asyncio.Event()
+        """Set once workflow steps may run (see `start`); messages are taken before it."""
         self._encoded_states: dict[str, tuple[WorkflowState, str]] = {}
         self.recovered: set[str] = set()
         """Workflows this incarnation inherited from the log (their effects may be half done)."""
@@ -196,7 +200,13 @@ class DurableAgent(ABC):
         """Where the agent records its metrics (the Ray wrapper sets `RayMetrics`)."""
 
     # --- lifecycle -----------------------------------------------------------------
-    async def start(self) -> RecoveryReport:
+    async def start(self, *, held: bool = False) -> RecoveryReport:
+        """Recover from the log and serve; with `held`, no workflow step runs until `release()`.
+
+        A supervised host holds the steps until its supervisor watches this
+        incarnation: a step that kills the process (a poison message) then dies
+        where the supervisor sees it, so every such death is counted as one.
+        """
         began = time.perf_counter()
         async with self._folding:
             # one round trip: the fencing epoch, the stream beyond what a warm standby
@@ -212,13 +222,18 @@ class DurableAgent(ABC):
         replayed, restored = self._replayed, self._restored_from
         snapshot_age_s = None if restored is None else max(0.0, time.time() - restored.taken_at)
         self._next_seq = self._last_seq + 1
-        self.recovered = set(self.workflows)
+        inherited = list(self.workflows)
+        self.recovered = set(inherited)
         self._spawn(self._flush_loop())
         self._recovered.set()
         pending = len(recovery.pending)
         await self.deliver([m.body for m in recovery.pending])
-        for workflow_id in list(self.workflows):
+        # only what was inherited: a workflow accepted while the mailbox drained is
+        # advanced by its own message (two loops would run its steps twice)
+        for workflow_id in inherited:
             self._spawn(self.advance(workflow_id))
+        if not held:
+            self.release()
         self._spawn(self._poll_loop())
         report = RecoveryReport(
             agent=self.name,
@@ -259,6 +274,10 @@ class DurableAgent(ABC):
             self._replayed = 0  # counted from the snapshot restored
         self._snapshot_seq = max(self._snapshot_seq, tail.snapshot_seq)
         return self._fold_records(tail.events)
+
+    def release(self) -> None:
+        """Let workflow steps run (a held `start` waits for this)."""
+        self.released.set()
 
     def _restore(self, snapshot: AgentSnapshot) -> None:
         self.workflows = {w.task_id: w for w in snapshot.workflows}
@@ -429,7 +448,8 @@ class DurableAgent(ABC):
             error = AgentFencedError(f"{self.name}: journal refused a commit: {outcome.message}")
             self._fatal = error
             for p in group:
-                p.done.set_exception(error)
+                if not p.done.done():  # a cancelled waiter must not keep the process alive
+                    p.done.set_exception(error)
             await self.on_fatal(error)
             return
         self._last_seq = last
@@ -495,18 +515,33 @@ class DurableAgent(ABC):
                 self.metrics.message_failed("invalid")
                 await self._reject(e, body)
                 continue
-            if envelope.message_id in self._inflight_ids or envelope.message_id in self._recent_ids:
-                continue
-            fresh.append(envelope)
+            if not self._consumed_here(envelope):
+                fresh.append(envelope)
         if redelivery and fresh:
             still = await self.journal.unprocessed([e.message_id for e in fresh])
             fresh = [e for e in fresh if e.message_id in still]
+        taken = 0
         for envelope in fresh:
-            if envelope.message_id in self._inflight_ids:
+            if self._consumed_here(envelope):  # taken while this call awaited
                 continue
             self._inflight_ids.add(envelope.message_id)
             self._spawn(self._handle(envelope))
-        return len(fresh)
+            taken += 1
+        return taken
+
+    def _consumed_here(self, envelope: Envelope) -> bool:
+        """Whether this incarnation has taken the message already (or inherited it taken).
+
+        A workflow in flight here that this very message started was consumed, by
+        this incarnation or by the one it recovered from: a late push of that message
+        (its sender's first try can outlive a restart of this agent) is a duplicate,
+        which the journal would refuse together with everything committed beside it.
+        """
+        message_id = envelope.message_id
+        if message_id in self._inflight_ids or message_id in self._recent_ids:
+            return True
+        state = self.workflows.get(envelope.workflow_id)
+        return state is not None and state.inbox_message_id == message_id
 
     async def _handle(self, envelope: Envelope) -> None:
         try:

@@ -161,7 +161,10 @@ class StepAgent(DurableAgent):
         `IsolatedAttempt` is committed, so a death then is its doing. After
         `poison_attempts` such deaths it is quarantined instead of run again:
         failed with the reason, its message in dead letters, the supervisor told.
+        Nothing runs before the incarnation is released (see `DurableAgent.start`): a
+        death the supervisor does not see as this incarnation's would not be counted.
         """
+        await self.released.wait()
         durable = after
         state = self.workflows.get(workflow_id)
         if state is not None and workflow_id in self.recovered and workflow_id not in self._marked:

@@ -167,11 +167,18 @@ class RayJournalClient:
 
 
 class RayTransport:
-    """Pushes message bodies to named agents; a failed push is retried as a redelivery."""
+    """Pushes message bodies to named agents; a failed push is retried as a redelivery.
+
+    A push reaching an actor found after the message was committed is sent as a
+    redelivery too (checked against the log by the recipient): the role may have
+    been restarted meanwhile, and the incarnation before may have taken the message
+    from its mailbox already.
+    """
 
     def __init__(self, retry_deadline_s: float = 60.0) -> None:
         self.retry_deadline_s = retry_deadline_s
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, tuple[Any, float]] = {}
+        """Recipient role -> (its actor, `time.monotonic()` when it was looked up)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def connect(self, recipients: Sequence[str]) -> None:
@@ -181,19 +188,21 @@ class RayTransport:
                 self._handles[recipient] = await locate(recipient, self.retry_deadline_s)
 
     def send(self, recipient: str, bodies: list[str]) -> None:
-        task = asyncio.ensure_future(self._deliver(recipient, bodies))
+        task = asyncio.ensure_future(self._deliver(recipient, bodies, time.monotonic()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, recipient: str, bodies: list[str]) -> None:
+    async def _deliver(self, recipient: str, bodies: list[str], sent_at: float) -> None:
         end = time.monotonic() + self.retry_deadline_s
         redelivery, delay = False, 0.02
         while True:
             try:
-                handle = self._handles.get(recipient)
-                if handle is None:
-                    handle = self._handles[recipient] = await locate(recipient, 10.0)
-                await handle.deliver.remote(bodies, redelivery)
+                found = self._handles.get(recipient)
+                if found is None:
+                    handle = await locate(recipient, 10.0)
+                    found = self._handles[recipient] = (handle, time.monotonic())
+                handle, found_at = found
+                await handle.deliver.remote(bodies, redelivery or found_at > sent_at)
                 return
             except (*_ACTOR_GONE, ActorLookupError, RayTaskError) as e:
                 # RayTaskError: e.g. a standby that has not yet taken the role over
@@ -320,7 +329,9 @@ class AgentActor:
         agent.before_injected_crash = self._announce_crash
         if isinstance(agent, StepAgent):
             agent.on_quarantine = self._report_quarantine
-        report = await agent.start()
+        # steps wait for the supervisor's watch (below): a step that kills this process
+        # before the supervisor holds it would die unseen and uncounted
+        report = await agent.start(held=True)
         if self._sampler is None:
             self._sampler = asyncio.ensure_future(self._sample_every(SAMPLE_EVERY_S))
         return report
@@ -456,7 +467,13 @@ class AgentActor:
         return out
 
     async def watch(self) -> None:
-        """Never returns while the agent lives: a supervisor's death notification."""
+        """Never returns while the agent lives: a supervisor's death notification.
+
+        The first watch releases the agent's workflow steps: from here on, a death
+        is noticed by the supervisor as this actor's.
+        """
+        if self._agent is not None and self._started:
+            self._agent.release()
         await asyncio.Event().wait()
 
 

@@ -15,7 +15,10 @@ escalates: it records why, stops every child in reverse order, and reports
 `escalated` until it is shut down. A restarted role is taken over by a warm
 standby process (an idle actor named `<role>~<n>`), which recovers the agent
 from snapshot + events and drains its mailbox; peers find the new actor
-through `whereis(role)`.
+through `whereis(role)`. The new actor runs no workflow step until the
+supervisor watches it: a step that kills it (a poison message) dies where the
+watch sees it, so each such death is one counted restart, never a silent retry
+of the take-over.
 
 The supervisor's own death. Ray restarts it (`max_restarts=-1`); the new
 incarnation lists the swarm's named actors, asks each which role it serves,

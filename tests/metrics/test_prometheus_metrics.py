@@ -186,7 +186,11 @@ def test_a_killed_agent_brought_back_reports_its_recovery(
     assert report.events_replayed == last - report.snapshot_seq
 
     def recovered(s: Scrape) -> bool:
-        return bool(_series_of_this_recovery(s, name, report.millis))
+        # two processes export on their own schedules: the restarted agent its recovery,
+        # the supervisor its restart count
+        return bool(_series_of_this_recovery(s, name, report.millis)) and (
+            s.total("ray_swarm_restarts_total", agent=name) >= 1
+        )
 
     scraped = wait_for_scrape(metrics_port, recovered, "the second recovery")
     [serve] = _series_of_this_recovery(scraped, name, report.millis)

@@ -1,0 +1,73 @@
+"""A push whose recipient had to be looked up after the message was committed may reach a
+newer incarnation than the one the message was committed for (the one before may have
+taken it from its mailbox already): it is checked against the log like a redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+import pytest
+import ray
+
+from actors.protocol import Envelope, ProcessProduct
+from actors.ray_actors import RayTransport
+from storage.records import AppendBatch, AppendResult, MessageRecord
+from swarm.runtime import journal, whereis
+from swarm.settings import SwarmSettings
+from tests.agents.harness import product
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(180)
+AGENT = "product-agent-0"
+
+
+def process_product(i: int) -> Envelope:
+    p = product(i, prefix="late")
+    return Envelope.wrap(
+        ProcessProduct(run_id="late", product=p),
+        sender="late-sender",
+        recipient=AGENT,
+        workflow_id=f"late:{p.product_id}",
+    )
+
+
+def commit_to_mailbox(envelope: Envelope) -> None:
+    """What a sender does before it pushes: the message is stored with its own commit."""
+    record = MessageRecord(
+        message_id=envelope.message_id, recipient=envelope.recipient, sender=envelope.sender,
+        type=envelope.type, workflow_id=envelope.workflow_id, body=envelope.model_dump_json(),
+    )  # fmt: skip
+    position = ray.get(journal().open_stream.remote(envelope.sender))
+    batch = AppendBatch(stream_id=envelope.sender, epoch=position.epoch, send=(record,))
+    assert isinstance(ray.get(journal().append.remote(batch)), AppendResult)
+
+
+async def push(recipient: str, bodies: list[str]) -> None:
+    """One push by a sender that has not looked its recipient up yet; returns once delivered."""
+    RayTransport(retry_deadline_s=30).send(recipient, bodies)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others)
+
+
+def test_a_push_to_an_actor_looked_up_after_the_send_takes_only_what_the_log_holds(
+    swarm_factory: Callable[..., SwarmSettings],
+) -> None:
+    swarm_factory()
+    agent = whereis(AGENT)
+    before = cast(int, ray.get(agent.status.remote()).processed)
+    stored, never_stored = process_product(1), process_product(2)
+    commit_to_mailbox(stored)
+
+    asyncio.run(push(AGENT, [stored.model_dump_json(), never_stored.model_dump_json()]))
+    wait_until(
+        lambda: ray.get(journal().known_workflows.remote([stored.workflow_id])),
+        60,
+        "the stored message's workflow",
+    )
+
+    # a message the log does not hold as unprocessed is not taken: had the push been
+    # trusted as fresh, the agent would have started both workflows
+    assert ray.get(agent.status.remote()).processed == before + 1
+    assert not ray.get(journal().known_workflows.remote([never_stored.workflow_id]))

@@ -32,6 +32,7 @@ Every decision is an event in the stream `supervisor`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -73,6 +74,8 @@ from supervisor.policy import (
 
 log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 10.0
+SPARE_DELAY_S = 1.0
+"""After a restart, how long the role's next standby waits before its process starts."""
 _GONE = (RayActorError, ActorUnavailableError)
 
 
@@ -104,6 +107,8 @@ class _Child:
     incarnation: int = 0
     spare: asyncio.Task[_Spare] | None = None
     """The warm standby being started, or ready (done)."""
+    spare_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the standby is needed: one waiting to start starts at once."""
     watcher: asyncio.Task[None] | None = None
     last_report: RecoveryReport | None = None
     exiting_normally: bool = False
@@ -325,14 +330,19 @@ class Supervisor:
             except ValueError:  # the name is still taken by an actor being torn down
                 continue
 
-    def _ensure_spare(self, child: _Child, *, booting: bool = False) -> None:
+    def _ensure_spare(self, child: _Child, *, booting: bool = False, delay_s: float = 0.0) -> None:
         if child.spare is not None:
             return
         if not booting and (not self.policy.warm_standby or self.state != "running"):
             return
-        child.spare = asyncio.ensure_future(self._new_spare(child))
+        child.spare_wanted = asyncio.Event()
+        child.spare = asyncio.ensure_future(self._new_spare(child, child.spare_wanted, delay_s))
 
-    async def _new_spare(self, child: _Child) -> _Spare:
+    async def _new_spare(self, child: _Child, wanted: asyncio.Event, delay_s: float) -> _Spare:
+        """A new standby, started after `delay_s` unless it is `wanted` before."""
+        if delay_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wanted.wait(), delay_s)
         handle, name = await self._new_actor(child, standby=True)
         return await self._adopt(handle, name)
 
@@ -355,6 +365,7 @@ class Supervisor:
         while True:
             handle, name, pid = None, "", 0
             if child.spare is not None:
+                child.spare_wanted.set()  # a standby still waiting to start: start it now
                 starting, child.spare = child.spare, None
                 try:
                     spare = await asyncio.wait_for(asyncio.shield(starting), CALL_TIMEOUT_S * 6)
@@ -396,7 +407,8 @@ class Supervisor:
             )
         )
         if self.state == "running":
-            self._ensure_spare(child)
+            # a new process starting takes a core for a while: the restarted agent goes first
+            self._ensure_spare(child, delay_s=SPARE_DELAY_S)
 
     # --- watching and deaths --------------------------------------------------------------
     def _watch(self, child: _Child) -> None:

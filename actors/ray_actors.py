@@ -10,6 +10,7 @@ the log by its recipient before it is applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -63,6 +64,8 @@ class ActorLookupError(Exception):
 
 
 SUPERVISOR = "supervisor"
+QUIET_LOGGERS = ("httpx", "httpx2", "openai", "httpcore")
+"""HTTP client loggers that log every request at INFO."""
 WHEREIS_WAIT_S = 1.0
 """How long `whereis` may hold a caller while the role it asks for is being restarted."""
 
@@ -81,7 +84,7 @@ async def resolve(name: str, deadline_s: float) -> Any:
         delay = min(delay * 2, 0.5)
 
 
-async def locate(role: str, deadline_s: float) -> Any:
+async def locate(role: str, deadline_s: float, wait_s: float = WHEREIS_WAIT_S) -> Any:
     """The actor serving `role` now, as the supervisor's registry says (Erlang's `whereis`).
 
     A restarted role is served by a new actor (`product-agent-0~2`, ...); while the
@@ -94,7 +97,7 @@ async def locate(role: str, deadline_s: float) -> Any:
         try:
             supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
             # while the role restarts, the supervisor answers the moment it serves again
-            name = await asyncio.wait_for(supervisor.whereis.remote(role, WHEREIS_WAIT_S), 2.0)
+            name = await asyncio.wait_for(supervisor.whereis.remote(role, wait_s), wait_s + 1.0)
         except (ValueError, TimeoutError, *_ACTOR_GONE):
             pass
         try:
@@ -182,10 +185,12 @@ class RayTransport:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def connect(self, recipients: Sequence[str]) -> None:
-        """Find these recipients now, so a first push pays no lookup."""
+        """Find those of these recipients that serve now, so a first push pays no lookup."""
         for recipient in recipients:
             if recipient not in self._handles:
-                self._handles[recipient] = await locate(recipient, self.retry_deadline_s)
+                with contextlib.suppress(ActorLookupError):  # not up yet: found on first push
+                    handle = await locate(recipient, 0.0, wait_s=0.0)
+                    self._handles[recipient] = (handle, time.monotonic())
 
     def send(self, recipient: str, bodies: list[str]) -> None:
         task = asyncio.ensure_future(self._deliver(recipient, bodies, time.monotonic()))
@@ -303,6 +308,8 @@ class AgentActor:
 
     def __init__(self, spec: AgentSpec | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
+        for chatty in QUIET_LOGGERS:  # a line per request costs CPU here and in Ray's log monitor
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         self.spec = spec
         # a standby built for a role has its agent ready (imports, adapters, metrics):
         # taking over is then only the recovery from the log

@@ -71,3 +71,27 @@ def test_a_push_to_an_actor_looked_up_after_the_send_takes_only_what_the_log_hol
     # trusted as fresh, the agent would have started both workflows
     assert ray.get(agent.status.remote()).processed == before + 1
     assert not ray.get(journal().known_workflows.remote([never_stored.workflow_id]))
+
+
+def test_a_push_through_a_recipient_found_in_advance_is_delivered(
+    swarm_factory: Callable[..., SwarmSettings],
+) -> None:
+    """A warm standby finds its peers before it takes a role over; its pushes then go
+    straight to them (not left for the recipient's mailbox poll)."""
+    swarm_factory()
+    message = process_product(3)
+    commit_to_mailbox(message)
+
+    async def push_after_connecting() -> None:
+        transport = RayTransport(retry_deadline_s=30)
+        await transport.connect([AGENT])
+        transport.send(AGENT, [message.model_dump_json()])
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*others)  # a push that failed raises here
+
+    asyncio.run(push_after_connecting())
+    wait_until(
+        lambda: ray.get(journal().known_workflows.remote([message.workflow_id])),
+        60,
+        "the pushed message's workflow",
+    )

@@ -76,6 +76,11 @@ class EffectLimiter:
         self._free = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
 
+    @property
+    def waiting(self) -> int:
+        """Effects waiting for a slot."""
+        return sum(1 for w in self._waiters if not w.done())
+
     async def __aenter__(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1

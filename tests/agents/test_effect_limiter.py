@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from actors.steps import EffectLimiter
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,7 +32,7 @@ def test_no_more_than_the_limit_run_at_once_and_waiters_go_in_order() -> None:
 
         tasks = [asyncio.ensure_future(effect(i)) for i in range(10)]
         await three_in.wait()
-        await asyncio.sleep(0)  # the others get a turn to try (and must wait)
+        await eventually(lambda: limiter.waiting == 7, 5, "the other seven waiting")
         assert len(order) == 3
         gate.set()
         await asyncio.gather(*tasks)
@@ -45,10 +46,11 @@ def test_no_more_than_the_limit_run_at_once_and_waiters_go_in_order() -> None:
 def test_a_cancelled_waiter_does_not_keep_a_slot() -> None:
     async def scenario() -> bool:
         limiter = EffectLimiter(1)
-        release = asyncio.Event()
+        release, held = asyncio.Event(), asyncio.Event()
 
         async def holder() -> None:
             async with limiter:
+                held.set()
                 await release.wait()
 
         async def waiter() -> None:
@@ -56,9 +58,9 @@ def test_a_cancelled_waiter_does_not_keep_a_slot() -> None:
                 pass
 
         first = asyncio.ensure_future(holder())
-        await asyncio.sleep(0)
+        await held.wait()
         cancelled = asyncio.ensure_future(waiter())
-        await asyncio.sleep(0)
+        await eventually(lambda: limiter.waiting == 1, 5, "the waiter queued")
         cancelled.cancel()
         release.set()
         await first
@@ -81,7 +83,7 @@ def test_a_slot_handed_to_a_waiter_cancelled_in_that_moment_goes_to_the_next() -
         await limiter.__aenter__()
         second = asyncio.ensure_future(take("second"))
         third = asyncio.ensure_future(take("third"))
-        await asyncio.sleep(0)
+        await eventually(lambda: limiter.waiting == 2, 5, "both takers queued")
         await limiter.__aexit__(None, None, None)  # hands the slot to `second`...
         second.cancel()  # ...which is cancelled before it runs
         await asyncio.wait_for(third, 5)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,19 @@ def wait_for_scrape(
     port: int, condition: Callable[[Scrape], bool], what: str, timeout_s: float = 90.0
 ) -> Scrape:
     """Scrape until `condition` holds; Ray exports each process's metrics periodically."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    last = Scrape([])
+
+    def holds() -> bool:
+        nonlocal last
         try:
-            current = scrape(port)
-            if condition(current):
-                return current
+            last = scrape(port)
         except (urllib.error.URLError, ConnectionError):
-            current = Scrape([])
-        if time.monotonic() > deadline:
-            names = sorted({s.name for s in current.samples if "swarm" in s.name})
-            raise AssertionError(f"metrics never showed {what}; swarm series seen: {names}")
-        time.sleep(0.25)  # poll interval: the loop ends when the condition holds
+            last = Scrape([])
+        return condition(last)
+
+    try:
+        wait_until(holds, timeout_s, what, poll_s=0.25)
+    except AssertionError:
+        names = sorted({s.name for s in last.samples if "swarm" in s.name})
+        raise AssertionError(f"metrics never showed {what}; swarm series seen: {names}") from None
+    return last

@@ -249,16 +249,7 @@ class SQLiteEventStore(EventStore):
             )
 
     def _processed_among(self, ids: Sequence[str]) -> set[str]:
-        done: set[str] = set()
-        for i in range(0, len(ids), _IN_CHUNK):
-            chunk = tuple(ids[i : i + _IN_CHUNK])
-            rows = self.db.execute(
-                f"SELECT message_id FROM messages WHERE message_id IN ({_marks(len(chunk))}) "
-                "AND processed_at IS NOT NULL",
-                chunk,
-            ).fetchall()
-            done.update(str(r[0]) for r in rows)
-        return done
+        return self._messages_among(ids, processed=True)
 
     # --- reads -----------------------------------------------------------------
     async def read_stream(
@@ -339,12 +330,17 @@ class SQLiteEventStore(EventStore):
         return await self._run(self._unprocessed, tuple(message_ids))
 
     def _unprocessed(self, ids: Sequence[str]) -> set[str]:
+        return self._messages_among(ids, processed=False)
+
+    def _messages_among(self, ids: Sequence[str], *, processed: bool) -> set[str]:
+        """Those of `ids` stored as messages, processed or not as asked."""
+        state = "IS NOT NULL" if processed else "IS NULL"
         found: set[str] = set()
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = tuple(ids[i : i + _IN_CHUNK])
             rows = self.db.execute(
                 f"SELECT message_id FROM messages WHERE message_id IN ({_marks(len(chunk))}) "
-                "AND processed_at IS NULL",
+                f"AND processed_at {state}",
                 chunk,
             ).fetchall()
             found.update(str(r[0]) for r in rows)

@@ -7,8 +7,9 @@ effect as it starts) can be read back; nothing here replaces an agent's own logi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from actors.durable import DurableAgent
 from actors.models import Listing, MarketplaceListing, Product, UploadReceipt, Variant
@@ -113,3 +114,11 @@ class WatchedWriter:
 
     async def write_campaign(self, product: Product, listing: Listing) -> GeneratedCampaign:
         return await self._writer.write_campaign(product, listing)
+
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a test scenario on its own event loop, failing it after 30 s."""
+    return asyncio.run(asyncio.wait_for(coro, 30))

@@ -5,8 +5,8 @@ workflow in one loop. Each incarnation "dies" through the agent's own crash hook
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -21,16 +21,12 @@ from tests.agents.harness import (
     RecordingJournal,
     WatchedWriter,
     product,
+    run,
 )
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
-T = TypeVar("T")
 AGENT = "product-agent-0"
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def process_product(i: int, faults: FaultPlan | None = None) -> Envelope:
@@ -99,6 +95,13 @@ class Incarnations:
         agent.end_process = self.refused.append
         self.transport.agents[AGENT] = agent
         return agent
+
+    async def settled(self, workflow_id: str) -> None:
+        """Until the workflow is handed off, or a commit was refused."""
+        await eventually(
+            lambda: "workflow_handed_off" in self.committed(workflow_id) or bool(self.refused),
+            timeout_s=10,
+        )
 
     def committed(self, workflow_id: str) -> list[str]:
         return self.journal.committed_types(workflow_id)
@@ -170,12 +173,7 @@ def test_a_late_push_of_a_message_taken_before_a_restart_is_not_taken_again() ->
         await second.start()
         taken = await second.deliver([body])  # the sender's first push, late
         lives.writer.held["beanie-0"].set()
-        await eventually(
-            lambda: (
-                "workflow_handed_off" in lives.committed(message.workflow_id) or bool(lives.refused)
-            ),
-            timeout_s=10,
-        )
+        await lives.settled(message.workflow_id)
         return taken, lives.committed(message.workflow_id), lives.refused
 
     taken, types, refused = run(scenario())
@@ -203,12 +201,7 @@ def test_a_redelivery_taken_while_checked_against_the_log_is_not_taken_twice() -
         await eventually(lambda: "workflow_accepted" in lives.committed(message.workflow_id))
         lives.journal.hold_unprocessed.set()
         taken = await redelivery
-        await eventually(
-            lambda: (
-                "workflow_handed_off" in lives.committed(message.workflow_id) or bool(lives.refused)
-            ),
-            timeout_s=10,
-        )
+        await lives.settled(message.workflow_id)
         return taken, lives.committed(message.workflow_id), lives.refused
 
     taken, types, refused = run(scenario())

@@ -5,8 +5,7 @@ past its in-flight limit."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -22,16 +21,12 @@ from tests.agents.harness import (
     RecordingJournal,
     WatchedWriter,
     product,
+    run,
 )
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
-T = TypeVar("T")
 AGENT = "product-agent-0"
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, 30))
 
 
 def process_product(i: int) -> str:

@@ -26,6 +26,7 @@ computes from the state and may share a commit with the events before it.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -103,6 +104,10 @@ class AgentConfig(FrozenModel):
     snapshot_every: int = 2_000
     """Take a snapshot once this many events were appended since the last one."""
     max_batch_events: int = 5_000
+    commit_linger_s: float = 0.01
+    """How long a small commit waits for more work to share it (0: commit at once)."""
+    commit_batch_records: int = 64
+    """Events, sends and consumed ids pending that make a commit go without waiting."""
     max_in_flight: int = 500
     """Workflows admitted at once (the coordinator holds back new ones past it): memory stays
     flat however long the feed, and snapshots stay small."""
@@ -154,6 +159,8 @@ class _Pending:
     state: WorkflowState | None
     """The workflow's state after these events (its read-model row is written from it)."""
     dead: list[DeadLetter]
+    size: int
+    """Records this call adds to a commit: events, sends and consumed message ids."""
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -175,6 +182,8 @@ class DurableAgent(ABC):
         self._snapshot_seq = 0
         self._pending: list[_Pending] = []
         self._dirty = asyncio.Event()
+        self._batch_full = asyncio.Event()
+        self._pending_size = 0
         self._inflight_ids: set[str] = set()
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -374,15 +383,20 @@ class DurableAgent(ABC):
         for event in events:
             state = self._fold(workflow_id, event)
             records.append((new_id(), event.kind, encode_event(event)))
+        sends, consumed = [_message_record(e) for e in send], list(processed)
         pending = _Pending(
             workflow_id=workflow_id,
             events=records,
-            send=[_message_record(e) for e in send],
-            processed=list(processed),
+            send=sends,
+            processed=consumed,
             state=state,
             dead=list(dead),
+            size=len(records) + len(sends) + len(consumed),
         )
         self._pending.append(pending)
+        self._pending_size += pending.size
+        if self._pending_size >= self.config.commit_batch_records:
+            self._batch_full.set()
         self._dirty.set()
         return state, pending.done
 
@@ -401,6 +415,7 @@ class DurableAgent(ABC):
     async def _flush_loop(self) -> None:
         while True:
             await self._dirty.wait()
+            await self._linger()
             self._dirty.clear()
             while self._pending:
                 taken, count = 0, 0
@@ -410,7 +425,23 @@ class DurableAgent(ABC):
                     if count >= self.config.max_batch_events:
                         break
                 group, self._pending = self._pending[:taken], self._pending[taken:]
+                self._pending_size -= sum(p.size for p in group)
                 await self._commit(group, whole=not self._pending)
+
+    async def _linger(self) -> None:
+        """Give a small commit up to `commit_linger_s` to fill before it goes.
+
+        A busy stream fills commits on its own (whatever arrives during one commit
+        goes in the next), but completions that trickle in, such as LLM calls
+        finishing one by one, would each pay a journal call and a push of their
+        own. A commit that reaches `commit_batch_records` goes at once.
+        """
+        config = self.config
+        if config.commit_linger_s <= 0 or self._pending_size >= config.commit_batch_records:
+            return
+        self._batch_full.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._batch_full.wait(), config.commit_linger_s)
 
     async def _commit(self, group: list[_Pending], *, whole: bool) -> None:
         events: list[EventRecord] = []

@@ -37,7 +37,7 @@ from storage.journal import Journal
 from storage.records import EventQuery
 from storage.sqlite import SQLiteEventStore
 from swarm.marketplace_local import InProcessCatalog, LocalMarketplace
-from swarm.runtime import build_marketplace, content_writer
+from swarm.runtime import agent_config, build_marketplace, content_writer
 from swarm.settings import SwarmSettings
 
 MAX_WORKFLOW_EVENTS = 10_000
@@ -130,14 +130,7 @@ class LocalSwarm:
         self._stops: list[asyncio.Task[None]] = []
 
     def _config(self, name: str, role: str) -> AgentConfig:
-        return AgentConfig(
-            name=name,
-            role=role,
-            snapshot_every=self.settings.snapshot_every,
-            step_attempts=self.settings.step_attempts,
-            retry_backoff_s=self.settings.retry_backoff_s,
-            wait_max_s=self.settings.wait_max_s,
-        )
+        return agent_config(self.settings, name, role)
 
     # --- lifecycle ---------------------------------------------------------------
     async def open(self) -> None:

@@ -112,6 +112,21 @@ def connect(address: str | None, *, quiet: bool = True) -> Connection:
     return Connection(address=chosen, embedded=False)
 
 
+def agent_config(settings: SwarmSettings, name: str, role: str) -> AgentConfig:
+    """The agent's durability and retry settings, the same on Ray and in-process."""
+    return AgentConfig(
+        name=name,
+        role=role,
+        snapshot_every=settings.snapshot_every,
+        commit_linger_s=settings.commit_linger_ms / 1000,
+        max_in_flight=settings.max_in_flight,
+        step_attempts=settings.step_attempts,
+        retry_backoff_s=settings.retry_backoff_s,
+        wait_max_s=settings.wait_max_s,
+        poison_attempts=settings.poison_attempts,
+    )
+
+
 def child_specs(settings: SwarmSettings, home_node: str | None = None) -> list[ChildSpec]:
     """The swarm's children, in start order: journal, coordinator, product and marketing agents.
 
@@ -126,16 +141,7 @@ def child_specs(settings: SwarmSettings, home_node: str | None = None) -> list[C
     def agent(
         name: str, role: str, kind: Literal["coordinator", "product", "marketing"]
     ) -> ChildSpec:
-        config = AgentConfig(
-            name=name,
-            role=role,
-            snapshot_every=settings.snapshot_every,
-            max_in_flight=settings.max_in_flight,
-            step_attempts=settings.step_attempts,
-            retry_backoff_s=settings.retry_backoff_s,
-            wait_max_s=settings.wait_max_s,
-            poison_attempts=settings.poison_attempts,
-        )
+        config = agent_config(settings, name, role)
         spec = AgentSpec(
             kind=kind,
             config=config,

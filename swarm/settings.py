@@ -42,6 +42,9 @@ class SwarmSettings(BaseSettings):
     product_agents: int = Field(default=2, ge=1, le=64)
     marketing_agents: int = Field(default=1, ge=1, le=64)
     snapshot_every: int = Field(default=2_000, ge=1)
+    commit_linger_ms: float = Field(default=10.0, ge=0)
+    """How long an agent's small commit waits for more work to share it: LLM calls that
+    finish one by one then share journal calls and pushes (0: commit at once)."""
     effect_concurrency: int = Field(default=64, ge=1)
     """LLM and marketplace calls in flight per agent."""
     step_attempts: int = Field(default=3, ge=1)

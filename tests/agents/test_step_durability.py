@@ -42,17 +42,28 @@ def process_product(i: int) -> str:
 class ProductAgentRig:
     """A product agent with its journal, transport, writer and marketplace, in this loop."""
 
-    def __init__(self, snapshot_every: int = 2_000, effect_concurrency: int = 64) -> None:
+    def __init__(
+        self,
+        snapshot_every: int = 2_000,
+        effect_concurrency: int = 64,
+        commit_linger_s: float = 0.0,
+        commit_batch_records: int = 64,
+    ) -> None:
         self.journal = RecordingJournal(InMemoryEventStore())
         self.transport = LocalTransport()
         self.writer = WatchedWriter()
         self.marketplace = CatalogMarketplace(self.journal)
         self.snapshot_every = snapshot_every
         self.effect_concurrency = effect_concurrency
+        self.commit = {
+            "commit_linger_s": commit_linger_s, "commit_batch_records": commit_batch_records
+        }  # fmt: skip
         self.agent = self.new_agent()
 
     def new_agent(self) -> ProductAgent:
-        config = AgentConfig(name=AGENT, role="product-upload", snapshot_every=self.snapshot_every)
+        config = AgentConfig(
+            name=AGENT, role="product-upload", snapshot_every=self.snapshot_every, **self.commit
+        )
         return ProductAgent(
             config, self.journal, self.transport, self.writer, self.marketplace,
             ("marketing-agent-0",), effect_concurrency=self.effect_concurrency,
@@ -100,6 +111,44 @@ def test_upload_starts_only_once_the_listing_is_durable() -> None:
     seen = run(scenario())
     assert len(seen) == 20
     assert all(types[-1] == "listing_generated" for types in seen)
+
+
+def test_completions_that_trickle_in_share_a_lingering_commit() -> None:
+    """LLM calls finish one by one; a small commit waits `commit_linger_s` for company."""
+
+    async def scenario() -> list[int]:
+        rig = ProductAgentRig(commit_linger_s=0.5)
+        await rig.journal.start()
+        ids = [product(i).product_id for i in range(4)]
+        rig.writer.held = {pid: asyncio.Event() for pid in ids}
+        started: list[str] = []
+        rig.writer.on_listing = lambda p: started.append(p.product_id)
+        await rig.agent.start()
+        await rig.agent.deliver([process_product(i) for i in range(4)])
+        await eventually(lambda: len(started) == 4)
+        for pid in ids:  # each listing finishes after the last one's commit began to wait
+            rig.writer.held[pid].set()
+            await eventually(lambda: bool(rig.agent._pending))
+        await eventually(lambda: len(rig.handed_off()) == 4)
+        return [
+            sum(1 for e in batch.events if e.type == "listing_generated")
+            for batch in rig.journal.committed
+            if any(e.type == "listing_generated" for e in batch.events)
+        ]
+
+    assert run(scenario()) == [4]
+
+
+def test_a_commit_that_fills_its_batch_does_not_linger() -> None:
+    async def scenario() -> int:
+        rig = ProductAgentRig(commit_linger_s=60.0, commit_batch_records=1)
+        await rig.journal.start()
+        await rig.agent.start()
+        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await eventually(lambda: len(rig.handed_off()) == 20, timeout_s=20)
+        return len(rig.handed_off())
+
+    assert run(scenario()) == 20
 
 
 def test_hand_off_message_leaves_only_after_its_commit() -> None:

@@ -5,13 +5,17 @@ own process and answers every request after `--llm-delay-s` (0.2 s). Then,
 alternating, `--repeat` times:
 
 - bare: `ChatOpenAI(...).with_structured_output(schema, method="function_calling",
-  strict=True, include_raw=True).ainvoke(...)`, the chain the swarm's writer
-  uses, half listings and half campaigns with the writer's prompts, 64 calls in
-  flight in each of as many processes as the machine has cores;
+  strict=True, include_raw=True).ainvoke(...)`, half listings and half
+  campaigns with the writer's prompts, 64 calls in flight in each of as many
+  processes as the machine has cores;
+- bare writer: the same, through the swarm's `OpenAIWriter` (the same request
+  on the wire, bound with `bind_tools` and parsed by the writer), so the swarm's
+  own overhead shows apart from the client's;
 - swarm: the same number of calls made by the swarm (a listing and a campaign
   per product) for `--llm-products` products, durable as always.
 
-Both count answered calls per second of wall time; the ratio is swarm/bare.
+All count answered calls per second of wall time; the target ratio is
+swarm/bare.
 """
 
 from __future__ import annotations
@@ -96,13 +100,51 @@ async def _bare(base_url: str, calls: int, concurrency: int) -> tuple[int, float
     return calls, began, ended
 
 
-def _bare_process(base_url: str, calls: int, concurrency: int) -> tuple[int, float, float]:
-    return asyncio.run(_bare(base_url, calls, concurrency))
+async def _bare_writer(base_url: str, calls: int, concurrency: int) -> tuple[int, float, float]:
+    from swarm.llm_offline import OfflineWriter
+    from swarm.llm_openai import OpenAIWriter, OpenAIWriterConfig
+
+    writer = OpenAIWriter(
+        OpenAIWriterConfig(base_url=base_url, api_key=SecretStr(API_KEY), max_retries=2)
+    )
+    product = synthetic_products(1)[0]
+    listing = (await OfflineWriter().write_listing(product)).listing
+
+    async def call(i: int) -> None:
+        if i % 2:
+            await writer.write_campaign(product, listing)
+        else:
+            await writer.write_listing(product)
+
+    await asyncio.gather(*(call(i) for i in range(4)))  # connect and warm up
+    next_call = 0
+
+    async def worker() -> None:
+        nonlocal next_call
+        while next_call < calls:
+            next_call += 1
+            await call(next_call)
+
+    began = time.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    ended = time.time()
+    await writer.aclose()
+    return calls, began, ended
 
 
-def _bare_rate(pool: ProcessPoolExecutor, procs: int, base_url: str, calls: int) -> float:
+def _bare_process(
+    base_url: str, calls: int, concurrency: int, writer: bool
+) -> tuple[int, float, float]:
+    bare = _bare_writer if writer else _bare
+    return asyncio.run(bare(base_url, calls, concurrency))
+
+
+def _bare_rate(
+    pool: ProcessPoolExecutor, procs: int, base_url: str, calls: int, writer: bool = False
+) -> float:
     futures = [
-        pool.submit(_bare_process, base_url, calls // procs, BARE_CONCURRENCY) for _ in range(procs)
+        pool.submit(_bare_process, base_url, calls // procs, BARE_CONCURRENCY, writer)
+        for _ in range(procs)
     ]
     results = [f.result() for f in futures]
     done = sum(r[0] for r in results)
@@ -123,6 +165,7 @@ def run_llm(args: argparse.Namespace, tmp: Path) -> None:
             marketplace_url=None,
         )
         bare: list[float] = []
+        bare_writer: list[float] = []
         swarm: list[float] = []
         context: Any = get_context("spawn")
         with (
@@ -132,6 +175,7 @@ def run_llm(args: argparse.Namespace, tmp: Path) -> None:
             timed_run(settings, synthetic_products(40, prefix="llm-warmup"))
             for i in range(args.repeat):
                 bare.append(_bare_rate(pool, procs, base_url, calls))
+                bare_writer.append(_bare_rate(pool, procs, base_url, calls, writer=True))
                 result = timed_run(
                     settings, synthetic_products(args.llm_products, prefix=f"llm{i}")
                 )
@@ -146,4 +190,9 @@ def run_llm(args: argparse.Namespace, tmp: Path) -> None:
         f"{args.llm_products} products = {calls} calls; swarm: {args.product_agents} product + "
         f"{args.llm_marketing_agents} marketing agents; bare: {procs} processes x "
         f"{BARE_CONCURRENCY} in flight)"
+    )
+    print(
+        f"llm: bare OpenAIWriter (the swarm's client path, no swarm) {median(bare_writer):.0f} "
+        f"calls/s: swarm/bare writer = {median(swarm) / median(bare_writer):.2f} (the swarm's "
+        f"own overhead; runs {runs(bare_writer)})"
     )

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from actors.models import Campaign, Listing, Product
@@ -181,6 +183,32 @@ def test_request_forces_one_strict_tool_call(
     assert tool["function"]["parameters"]["additionalProperties"] is False
     assert body["tool_choice"] == {"type": "function", "function": {"name": "Listing"}}
     assert "response_format" not in body
+
+
+def test_request_is_what_with_structured_output_sends(
+    writer_config: OpenAIWriterConfig, openai_stub: OpenAIStub, product: Product
+) -> None:
+    """The writer binds the tool itself and parses the answer itself (a cheaper path
+    through the client); on the wire it must be langchain's strict function calling."""
+    write_listing(OpenAIWriter(writer_config), product)
+    ours = openai_stub.requests[0].body
+
+    async def through_langchain() -> None:
+        chat = ChatOpenAI(
+            model=writer_config.model, base_url=writer_config.base_url,
+            api_key=writer_config.api_key, max_retries=0, temperature=writer_config.temperature,
+        )  # fmt: skip
+        chain = chat.with_structured_output(
+            Listing, method="function_calling", strict=True, include_raw=True
+        )
+        result = await chain.ainvoke(
+            [SystemMessage(m["content"]) if m["role"] == "system" else HumanMessage(m["content"])
+             for m in ours["messages"]]
+        )  # fmt: skip
+        assert result["parsed"] == STUB_LISTING
+
+    asyncio.run(through_langchain())
+    assert openai_stub.requests[1].body == ours
 
 
 def test_request_carries_the_configured_model_and_temperature(

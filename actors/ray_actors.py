@@ -32,6 +32,7 @@ from actors.product_agent import ProductAgent, StepAgent
 from actors.protocol import FaultPlan
 from actors.workflow import WorkflowState
 from storage.journal import JournalNotStartedError
+from storage.process_memory import tune_malloc
 from storage.records import (
     AppendBatch,
     AppendRefusal,
@@ -307,6 +308,7 @@ class AgentActor:
     """
 
     def __init__(self, spec: AgentSpec | None = None) -> None:
+        tune_malloc()
         logging.basicConfig(level=logging.INFO)
         for chatty in QUIET_LOGGERS:  # a line per request costs CPU here and in Ray's log monitor
             logging.getLogger(chatty).setLevel(logging.WARNING)

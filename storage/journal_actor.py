@@ -10,6 +10,7 @@ import asyncio
 import os
 
 from storage.journal import Journal
+from storage.process_memory import tune_malloc
 from storage.sqlite import SQLiteEventStore
 
 ROLE = "journal"
@@ -19,6 +20,7 @@ class JournalActor(Journal):
     """Ray actor body: the journal over the SQLite store at `path`."""
 
     def __init__(self, path: str | None = None, synchronous: str = "FULL") -> None:
+        tune_malloc()
         self.path = path
         # a standby holds an unopened store: every call says "not started" until take_over
         super().__init__(SQLiteEventStore(path or ":memory:", synchronous=synchronous))

@@ -50,6 +50,7 @@ from actors.metrics import RayMetrics
 from actors.models import FrozenModel
 from actors.ray_actors import NAMESPACE, AgentActor, AgentStatus
 from storage.journal_actor import JournalActor
+from storage.process_memory import tune_malloc
 from storage.records import AppendBatch, AppendRefusal, EventRecord
 from supervisor.child_spec import ChildSpec
 from supervisor.child_starts import ChildStarts
@@ -748,6 +749,7 @@ class SupervisorActor(Supervisor):
     """Ray actor body of the supervisor. Ray restarts it after a crash; it then recovers itself."""
 
     def __init__(self, children: list[ChildSpec], policy: SupervisionPolicy | None = None) -> None:
+        tune_malloc()
         reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         super().__init__(children, policy, reattach=reconstructed)
         if reconstructed:

@@ -65,6 +65,24 @@ def _reachable(address: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+CLUSTER_ENV = {
+    "RAY_max_direct_call_object_size": str(8 * 2**20),
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": str(64 * 2**10),
+}
+"""Environment for the Ray processes that host the swarm: an embedded Ray inherits it from
+this process; give it to `ray start --head` the same way (the README shows the line).
+
+- Calls carry arguments up to 8 MiB themselves (Ray's default is 100 KiB). Larger
+  ones go through the shared-memory object store, and every store page an actor
+  touches counts in its resident memory for as long as the store lives: an agent's
+  grew by 13 MB over 20k products here from message and journal batches alone.
+- glibc malloc with a fixed mmap threshold and two arenas, set before any thread
+  starts (`storage.process_memory` explains why; each actor also sets what it still
+  can when it starts, for a cluster started without this environment).
+"""
+
+
 def running_local_cluster() -> str | None:
     """The address of a `ray start --head` cluster on this machine, if one answers."""
     current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
@@ -100,6 +118,8 @@ def connect(address: str | None, *, quiet: bool = True) -> Connection:
         chosen = running_local_cluster() if chosen is None else None
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": not quiet}
     if chosen is None:
+        for name, value in CLUSTER_ENV.items():  # the embedded Ray's processes inherit it
+            os.environ.setdefault(name, value)
         ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
         return Connection(address="embedded", embedded=True)
     if chosen != "auto" and not _reachable(chosen):

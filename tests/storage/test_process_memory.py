@@ -1,0 +1,63 @@
+"""`tune_malloc`: memory freed after big batches goes back to the system (glibc only).
+
+Each case runs in a fresh interpreter, so it starts from glibc's default settings.
+The control shows what the setting prevents: after one large block is freed, glibc
+serves later 100 KiB blocks from its heap, and a live block above them keeps the
+heap from shrinking when they are freed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+
+SCRIPT = """
+import ctypes, json, sys
+from storage.process_memory import tune_malloc
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+
+tuned = tune_malloc() if sys.argv[1] == "tuned" else None
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+
+def block(size):
+    address = libc.malloc(size)
+    libc.memset(address, 1, size)
+    return address
+
+libc.free(block(4 << 20))  # one large batch, freed
+before = rss_mb()
+batches = [block(100 << 10) for _ in range(600)]  # 60 MB of 100 KiB batches
+pin = block(100 << 10)  # still alive above them
+for address in batches:
+    libc.free(address)
+print(json.dumps({"tuned": tuned, "kept_mb": rss_mb() - before}))
+"""
+
+
+def kept_after_free(mode: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
+    )
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def test_memory_of_freed_batches_goes_back_to_the_system() -> None:
+    control = kept_after_free("default")
+    tuned = kept_after_free("tuned")
+
+    assert control["kept_mb"] > 40, "the control no longer shows the problem"
+    assert tuned["tuned"] is True
+    assert tuned["kept_mb"] < 10

@@ -145,7 +145,10 @@ async def _each_step_and_the_llm_call_are_recorded_once(
     await agent.start()
     product = sample_products(valid=True)[0]
     await agent.deliver([process(product).model_dump_json()])
-    await eventually(lambda: ("step", "handoff", False) in metrics.calls)
+    # the message counts as processed once its handler returns, after the hand-off commit
+    await eventually(
+        lambda: ("step", "handoff", False) in metrics.calls and bool(metrics.of("processed"))
+    )
     await agent.stop()
 
     steps = [c[1:] for c in metrics.of("step")]

@@ -32,7 +32,7 @@ from actors.product_agent import ProductAgent, StepAgent
 from actors.protocol import FaultPlan
 from actors.workflow import WorkflowState
 from storage.journal import JournalNotStartedError
-from storage.process_memory import tune_malloc
+from storage.process_memory import release_free_memory, tune_malloc
 from storage.records import (
     AppendBatch,
     AppendRefusal,
@@ -58,6 +58,8 @@ FOLLOW_EVERY_S = 2.0
 the latest snapshot when one is newer)."""
 SAMPLE_EVERY_S = 1.0
 """How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
+TRIM_EVERY_S = 5.0
+"""How often an agent hands freed heap pages back to the system (`release_free_memory`)."""
 
 
 class ActorLookupError(Exception):
@@ -348,6 +350,7 @@ class AgentActor:
     async def _sample_every(self, interval_s: float) -> None:
         """Keep the gauges current: they describe state, so they are sampled, not counted."""
         agent = self.agent
+        trim_at = 0.0
         while True:
             held = len(agent.workflows)
             waiting = sum(1 for w in agent.workflows.values() if w.status == "waiting")
@@ -360,6 +363,9 @@ class AgentActor:
                 "failed": agent.failed,
             }
             agent.metrics.sampled(mailbox_depth=agent.mailbox_depth, workflows=workflows)
+            if time.monotonic() >= trim_at:  # pages freed below live heap blocks
+                release_free_memory()
+                trim_at = time.monotonic() + TRIM_EVERY_S
             await asyncio.sleep(interval_s)
 
     async def _report_quarantine(self, state: WorkflowState, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""`tune_malloc`: memory freed after big batches goes back to the system (glibc only).
+"""`tune_malloc` and `release_free_memory`: freed memory goes back to the system (glibc).
 
 Each case runs in a fresh interpreter, so it starts from glibc's default settings.
 The control shows what the setting prevents: after one large block is freed, glibc
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -18,13 +19,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 
 SCRIPT = """
 import ctypes, json, sys
-from storage.process_memory import tune_malloc
+from storage.process_memory import release_free_memory, tune_malloc
 
 def rss_mb():
     with open("/proc/self/status") as f:
         return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
 
-tuned = tune_malloc() if sys.argv[1] == "tuned" else None
+mode = sys.argv[1]
+tuned = tune_malloc() if mode == "tuned" else None
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = (ctypes.c_size_t,)
@@ -36,21 +38,25 @@ def block(size):
     libc.memset(address, 1, size)
     return address
 
+size = 16 << 10 if mode == "trim" else 100 << 10  # small blocks always come from the heap
 libc.free(block(4 << 20))  # one large batch, freed
 before = rss_mb()
-batches = [block(100 << 10) for _ in range(600)]  # 60 MB of 100 KiB batches
-pin = block(100 << 10)  # still alive above them
+batches = [block(size) for _ in range((60 << 20) // size)]  # 60 MB of batches
+pin = block(size)  # still alive above them
 for address in batches:
     libc.free(address)
-print(json.dumps({"tuned": tuned, "kept_mb": rss_mb() - before}))
+kept = rss_mb() - before
+released = release_free_memory() if mode == "trim" else None
+print(json.dumps({"tuned": tuned, "kept_mb": kept, "released": released,
+                  "after_release_mb": rss_mb() - before}))
 """
 
 
-def kept_after_free(mode: str) -> dict[str, float]:
+def kept_after_free(mode: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
     )
-    result: dict[str, float] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -61,3 +67,11 @@ def test_memory_of_freed_batches_goes_back_to_the_system() -> None:
     assert control["kept_mb"] > 40, "the control no longer shows the problem"
     assert tuned["tuned"] is True
     assert tuned["kept_mb"] < 10
+
+
+def test_freed_pages_below_a_live_block_go_back_when_released() -> None:
+    result = kept_after_free("trim")
+
+    assert result["kept_mb"] > 40, "glibc gave the pages back by itself: nothing to test"
+    assert result["released"] is True
+    assert result["after_release_mb"] < 10

@@ -11,8 +11,9 @@ with a tool call. The writer validates that tool call against the schema
 itself instead of through `with_structured_output`'s parser chain: the
 request is the same, and the chain's runnables (a parallel map, an assign, a
 fallback, a JSON schema rebuilt for tracing metadata on every call) cost
-about as much CPU as the client's own work, measured here at 5.8 against
-3.0 ms per call (`scripts/bench.py --only llm` prints both). The
+about as much CPU as the client's own work: 5.8 against 3.0 ms per call,
+measured here in one process (`scripts/bench.py --only llm` compares the call
+rates of both paths). The
 `json_schema` method is not used: langchain-openai hands a pydantic schema to
 the OpenAI SDK's `parse()`, which validates inside the SDK, so output that
 does not fit raises before the response's token usage can be recorded.

@@ -21,7 +21,6 @@ import asyncio
 import sqlite3
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from bench_common import median, runs, synthetic_products
@@ -31,18 +30,7 @@ from actors.models import Listing, MarketplaceListing, Product, UploadReceipt
 from actors.ports import GeneratedCampaign, GeneratedListing
 from actors.product_agent import ProductAgent
 from actors.protocol import Envelope, ProcessProduct
-from storage.journal import Journal, read_recovery, read_tail
-from storage.records import (
-    AppendBatch,
-    AppendRefusal,
-    AppendResult,
-    EventRecord,
-    MessageRecord,
-    SnapshotRecord,
-    StreamPosition,
-    StreamRecovery,
-    StreamTail,
-)
+from storage.journal import FullReplayView, Journal
 from storage.sqlite import SQLiteEventStore
 from swarm.llm_offline import OfflineWriter
 
@@ -100,44 +88,6 @@ class _Dropped:
 
     def send(self, recipient: str, bodies: list[str]) -> None:
         return None
-
-
-class _NoSnapshots:
-    """The journal, minus its snapshots: recovery replays the whole stream."""
-
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    async def open_stream(self, stream_id: str) -> StreamPosition:
-        return await self.journal.open_stream(stream_id)
-
-    async def recover(
-        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
-    ) -> StreamRecovery:
-        return await read_recovery(self, stream_id, recipient, after_seq, max_events, max_messages)
-
-    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail:
-        return await read_tail(self, stream_id, after_seq, max_events)
-
-    async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal:
-        return await self.journal.append(batch)
-
-    async def read_stream(
-        self, stream_id: str, after_seq: int = 0, limit: int | None = None
-    ) -> list[EventRecord]:
-        return await self.journal.read_stream(stream_id, after_seq, limit)
-
-    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
-        return None
-
-    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
-        return await self.journal.pending_messages(recipient, limit)
-
-    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
-        return await self.journal.unprocessed(message_ids)
-
-    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
-        return await self.journal.known_workflows(workflow_ids)
 
 
 def _agent(journal: Journal, port: JournalPort, snapshot_every: int) -> ProductAgent:
@@ -201,7 +151,7 @@ async def _recover(db: Path, snapshots: bool, snapshot_every: int) -> RecoveryRe
     journal = Journal(SQLiteEventStore(db, synchronous="FULL"))
     await journal.start()
     try:
-        port: JournalPort = journal if snapshots else _NoSnapshots(journal)
+        port: JournalPort = journal if snapshots else FullReplayView(journal)
         agent = _agent(journal, port, snapshot_every)
         report = await agent.start()
         await agent.stop()

@@ -280,3 +280,46 @@ class Journal:
 
     def stats(self) -> dict[str, int]:
         return {"commits": self.commits, "batches": self.batches, "events": self.events}
+
+
+class FullReplayView:
+    """A journal as an agent sees it, minus its snapshots: recovery folds the whole stream.
+
+    For checking a state rebuilt from snapshot + events against a full replay, and
+    for measuring what snapshots save. Writes go to the journal unchanged (snapshots
+    included); only reads leave the snapshots out.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
+        return None
+
+    async def open_stream(self, stream_id: str) -> StreamPosition:
+        return await self.journal.open_stream(stream_id)
+
+    async def recover(
+        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
+    ) -> StreamRecovery:
+        return await read_recovery(self, stream_id, recipient, after_seq, max_events, max_messages)
+
+    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail:
+        return await read_tail(self, stream_id, after_seq, max_events)
+
+    async def append(self, batch: AppendBatch) -> AppendOutcome:
+        return await self.journal.append(batch)
+
+    async def read_stream(
+        self, stream_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        return await self.journal.read_stream(stream_id, after_seq, limit)
+
+    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
+        return await self.journal.pending_messages(recipient, limit)
+
+    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
+        return await self.journal.unprocessed(message_ids)
+
+    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
+        return await self.journal.known_workflows(workflow_ids)

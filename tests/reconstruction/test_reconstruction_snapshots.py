@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,12 @@ from actors.local_transport import LocalTransport
 from actors.models import Listing, Product
 from actors.ports import GeneratedCampaign, GeneratedListing
 from actors.product_agent import ProductAgent
-from storage.journal import Journal, read_recovery, read_tail
+from storage.journal import FullReplayView, Journal
 from storage.records import (
     AppendBatch,
     AppendRefusal,
     AppendResult,
-    EventRecord,
-    MessageRecord,
     SnapshotRecord,
-    StreamPosition,
-    StreamRecovery,
-    StreamTail,
 )
 from storage.sqlite import SQLiteEventStore
 from swarm.llm_offline import OfflineWriter
@@ -66,24 +60,13 @@ class HoldingWriter:
         return await self.inner.write_campaign(product, listing)
 
 
-class JournalView:
+class JournalView(FullReplayView):
     """The journal as an agent sees it; counts snapshots taken, can hide them."""
 
     def __init__(self, journal: Journal, *, hide_snapshots: bool = False) -> None:
-        self.journal = journal
+        super().__init__(journal)
         self.hide_snapshots = hide_snapshots
         self.snapshots_taken: Counter[str] = Counter()
-
-    async def open_stream(self, stream_id: str) -> StreamPosition:
-        return await self.journal.open_stream(stream_id)
-
-    async def recover(
-        self, stream_id: str, recipient: str, after_seq: int, max_events: int, max_messages: int
-    ) -> StreamRecovery:
-        return await read_recovery(self, stream_id, recipient, after_seq, max_events, max_messages)
-
-    async def read_tail(self, stream_id: str, after_seq: int, max_events: int) -> StreamTail:
-        return await read_tail(self, stream_id, after_seq, max_events)
 
     async def append(self, batch: AppendBatch) -> AppendResult | AppendRefusal:
         outcome = await self.journal.append(batch)
@@ -91,22 +74,8 @@ class JournalView:
             self.snapshots_taken[batch.stream_id] += 1
         return outcome
 
-    async def read_stream(
-        self, stream_id: str, after_seq: int = 0, limit: int | None = None
-    ) -> list[EventRecord]:
-        return await self.journal.read_stream(stream_id, after_seq, limit)
-
     async def latest_snapshot(self, stream_id: str) -> SnapshotRecord | None:
         return None if self.hide_snapshots else await self.journal.latest_snapshot(stream_id)
-
-    async def pending_messages(self, recipient: str, limit: int = 1000) -> list[MessageRecord]:
-        return await self.journal.pending_messages(recipient, limit)
-
-    async def unprocessed(self, message_ids: Sequence[str]) -> set[str]:
-        return await self.journal.unprocessed(message_ids)
-
-    async def known_workflows(self, workflow_ids: Sequence[str]) -> set[str]:
-        return await self.journal.known_workflows(workflow_ids)
 
 
 def _agents(

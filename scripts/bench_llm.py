@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -53,6 +54,24 @@ def _start_stub(delay_s: float) -> tuple[subprocess.Popen[str], str]:
         proc.kill()
         raise RuntimeError(f"the OpenAI stub did not start: {line!r}")
     return proc, line.removeprefix("OpenAI stub at ")
+
+
+async def _drive(
+    call: Callable[[int], Awaitable[None]], calls: int, concurrency: int
+) -> tuple[int, float, float]:
+    """`calls` calls, `concurrency` in flight, after a warm-up: (calls, began, ended)."""
+    await asyncio.gather(*(call(i) for i in range(4)))  # connect and warm up
+    next_call = 0
+
+    async def worker() -> None:
+        nonlocal next_call
+        while next_call < calls:
+            next_call += 1
+            await call(next_call)
+
+    began = time.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return calls, began, time.time()
 
 
 async def _bare(base_url: str, calls: int, concurrency: int) -> tuple[int, float, float]:
@@ -84,20 +103,10 @@ async def _bare(base_url: str, calls: int, concurrency: int) -> tuple[int, float
         if not isinstance(result, dict) or result.get("parsed") is None:
             raise RuntimeError(f"bare call got no parsed output: {result!r}")
 
-    await asyncio.gather(*(call(i) for i in range(4)))  # connect and warm up
-    next_call = 0
-
-    async def worker() -> None:
-        nonlocal next_call
-        while next_call < calls:
-            next_call += 1
-            await call(next_call)
-
-    began = time.time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    ended = time.time()
-    await http_client.aclose()
-    return calls, began, ended
+    try:
+        return await _drive(call, calls, concurrency)
+    finally:
+        await http_client.aclose()
 
 
 async def _bare_writer(base_url: str, calls: int, concurrency: int) -> tuple[int, float, float]:
@@ -116,20 +125,10 @@ async def _bare_writer(base_url: str, calls: int, concurrency: int) -> tuple[int
         else:
             await writer.write_listing(product)
 
-    await asyncio.gather(*(call(i) for i in range(4)))  # connect and warm up
-    next_call = 0
-
-    async def worker() -> None:
-        nonlocal next_call
-        while next_call < calls:
-            next_call += 1
-            await call(next_call)
-
-    began = time.time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    ended = time.time()
-    await writer.aclose()
-    return calls, began, ended
+    try:
+        return await _drive(call, calls, concurrency)
+    finally:
+        await writer.aclose()
 
 
 def _bare_process(

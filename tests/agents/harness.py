@@ -14,9 +14,13 @@ from typing import Any, TypeVar
 from actors.durable import DurableAgent
 from actors.models import Listing, MarketplaceListing, Product, UploadReceipt, Variant
 from actors.ports import GeneratedCampaign, GeneratedListing
+from actors.protocol import Envelope, FaultPlan, ProcessProduct
 from storage.journal import Journal
 from storage.records import AppendBatch, AppendRefusal, AppendResult
 from swarm.llm_offline import OfflineWriter
+
+AGENT = "product-agent-0"
+"""The product agent the agent tests drive."""
 
 
 def product(i: int, prefix: str = "beanie") -> Product:
@@ -28,6 +32,17 @@ def product(i: int, prefix: str = "beanie") -> Product:
         product_type="Hats",
         tags=("winter",),
         variants=(Variant(sku=f"WB-{i}", price=Decimal("24.00")),),
+    )
+
+
+def process_product(i: int, faults: FaultPlan | None = None) -> Envelope:
+    """The coordinator's message handing product `i` (run "r") to `AGENT`."""
+    p = product(i)
+    return Envelope.wrap(
+        ProcessProduct(run_id="r", product=p, faults=faults or FaultPlan()),
+        sender="coordinator",
+        recipient=AGENT,
+        workflow_id=f"r:{p.product_id}",
     )
 
 

@@ -12,31 +12,21 @@ import pytest
 
 from actors.durable import AgentConfig
 from actors.product_agent import ProductAgent
-from actors.protocol import Envelope, FaultPlan, ProcessProduct
+from actors.protocol import Envelope, FaultPlan
 from storage.memory import InMemoryEventStore
 from storage.records import AppendBatch, AppendResult, MessageRecord
 from tests.agents.harness import (
+    AGENT,
     CatalogMarketplace,
     LocalTransport,
     RecordingJournal,
     WatchedWriter,
-    product,
+    process_product,
     run,
 )
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
-AGENT = "product-agent-0"
-
-
-def process_product(i: int, faults: FaultPlan | None = None) -> Envelope:
-    p = product(i)
-    return Envelope.wrap(
-        ProcessProduct(run_id="r", product=p, faults=faults or FaultPlan()),
-        sender="coordinator",
-        recipient=AGENT,
-        workflow_id=f"r:{p.product_id}",
-    )
 
 
 class ProcessDiedError(Exception):

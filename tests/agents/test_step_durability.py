@@ -13,30 +13,25 @@ from actors.coordinator import Coordinator
 from actors.durable import AgentConfig, AgentSnapshot
 from actors.models import Product
 from actors.product_agent import ProductAgent
-from actors.protocol import Envelope, ProcessProduct, WorkflowFinished, decode_envelope
+from actors.protocol import Envelope, WorkflowFinished, decode_envelope
 from storage.memory import InMemoryEventStore
 from tests.agents.harness import (
+    AGENT,
     CatalogMarketplace,
     LocalTransport,
     RecordingJournal,
     WatchedWriter,
+    process_product,
     product,
     run,
 )
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
-AGENT = "product-agent-0"
 
 
-def process_product(i: int) -> str:
-    p = product(i)
-    return Envelope.wrap(
-        ProcessProduct(run_id="r", product=p),
-        sender="coordinator",
-        recipient=AGENT,
-        workflow_id=f"r:{p.product_id}",
-    ).model_dump_json()
+def process_product_body(i: int) -> str:
+    return process_product(i).model_dump_json()
 
 
 class ProductAgentRig:
@@ -86,7 +81,7 @@ def test_listing_starts_only_once_accept_and_validation_are_durable() -> None:
 
         rig.writer.on_listing = on_listing
         await rig.agent.start()
-        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await rig.agent.deliver([process_product_body(i) for i in range(20)])
         await eventually(lambda: len(rig.handed_off()) == 20)
         return seen
 
@@ -104,7 +99,7 @@ def test_upload_starts_only_once_the_listing_is_durable() -> None:
             rig.journal.committed_types(f"r:{listing.product_id}")
         )
         await rig.agent.start()
-        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await rig.agent.deliver([process_product_body(i) for i in range(20)])
         await eventually(lambda: len(rig.handed_off()) == 20)
         return seen
 
@@ -124,7 +119,7 @@ def test_completions_that_trickle_in_share_a_lingering_commit() -> None:
         started: list[str] = []
         rig.writer.on_listing = lambda p: started.append(p.product_id)
         await rig.agent.start()
-        await rig.agent.deliver([process_product(i) for i in range(4)])
+        await rig.agent.deliver([process_product_body(i) for i in range(4)])
         await eventually(lambda: len(started) == 4)
         for pid in ids:  # each listing finishes after the last one's commit began to wait
             rig.writer.held[pid].set()
@@ -144,7 +139,7 @@ def test_a_commit_that_fills_its_batch_does_not_linger() -> None:
         rig = ProductAgentRig(commit_linger_s=60.0, commit_batch_records=1)
         await rig.journal.start()
         await rig.agent.start()
-        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await rig.agent.deliver([process_product_body(i) for i in range(20)])
         await eventually(lambda: len(rig.handed_off()) == 20, timeout_s=20)
         return len(rig.handed_off())
 
@@ -163,7 +158,7 @@ def test_hand_off_message_leaves_only_after_its_commit() -> None:
 
         rig.transport.on_send = on_send
         await rig.agent.start()
-        await rig.agent.deliver([process_product(i) for i in range(20)])
+        await rig.agent.deliver([process_product_body(i) for i in range(20)])
         await eventually(lambda: len(rig.handed_off()) == 20)
         return seen
 
@@ -181,7 +176,7 @@ def test_an_upload_does_not_wait_for_listings_still_being_written() -> None:
         gate = rig.writer.held["beanie-1"] = asyncio.Event()
         await rig.agent.start()
         # beanie-0 gets the only LLM slot first; as it lets go, beanie-1 takes it and keeps it
-        await rig.agent.deliver([process_product(0), process_product(1)])
+        await rig.agent.deliver([process_product_body(0), process_product_body(1)])
         await eventually(lambda: len(rig.handed_off()) == 1)
         handed_off_while_held = not gate.is_set()
         gate.set()
@@ -211,12 +206,12 @@ def test_snapshot_is_the_agents_state_as_its_state_changes() -> None:
                 failed=agent.failed,
             ).model_dump_json()
 
-        await agent.deliver([process_product(i) for i in range(6)])
+        await agent.deliver([process_product_body(i) for i in range(6)])
         await eventually(lambda: len(agent.workflows) == 6)
         pairs.append((agent.snapshot_json(), expected()))
         for i in range(3):
             rig.writer.held[f"beanie-{i}"].set()
-        await agent.deliver([process_product(i) for i in range(6, 8)])
+        await agent.deliver([process_product_body(i) for i in range(6, 8)])
         await eventually(lambda: len(rig.handed_off()) == 3 and len(agent.workflows) == 5)
         pairs.append((agent.snapshot_json(), expected()))
         return pairs
@@ -232,7 +227,7 @@ def test_recovered_agent_has_the_state_it_had_before_the_restart() -> None:
         for i in range(0, 12, 2):
             rig.writer.held[f"beanie-{i}"] = asyncio.Event()
         await rig.agent.start()
-        await rig.agent.deliver([process_product(i) for i in range(12)])
+        await rig.agent.deliver([process_product_body(i) for i in range(12)])
         # 6 products went all the way (5 events each), 6 wait for their listing (2 each)
         await eventually(lambda: sum(len(b.events) for b in rig.journal.committed) == 42)
         before = {k: v.model_dump() for k, v in rig.agent.workflows.items()}

@@ -172,7 +172,8 @@ class StepAgent(DurableAgent):
             state = await self.record(workflow_id, [WorkflowResumed()])
         suspect = state is not None and state.resumed >= 2
         while (state := self.workflows.get(workflow_id)) is not None and not state.terminal:
-            if durable is not None and (suspect or not self._effect_free(state)):
+            effect_free = self._effect_free(state)
+            if durable is not None and (suspect or not effect_free):
                 await durable
                 durable = None
             if suspect:
@@ -182,7 +183,7 @@ class StepAgent(DurableAgent):
                 if not self._open.is_set():
                     await self._open.wait()
                     continue  # the state may have moved on while the gate was closed
-                durable = await self._step(workflow_id, state) or durable
+                durable = await self._step(workflow_id, state, effect_free) or durable
         if durable is not None:
             await durable
 
@@ -212,7 +213,9 @@ class StepAgent(DurableAgent):
                     await self._quarantine(state)
                     return
                 state = await self.record(workflow_id, [IsolatedAttempt(step=state.current_step)])
-                if state is not None and (durable := await self._step(workflow_id, state)):
+                if state is not None and (
+                    durable := await self._step(workflow_id, state, self._effect_free(state))
+                ):
                     await durable
             finally:
                 self._open.set()
@@ -233,11 +236,13 @@ class StepAgent(DurableAgent):
         await self.record(state.task_id, events, send=send, dead=[letter])
         await self.on_quarantine(state, reason)
 
-    async def _step(self, workflow_id: str, state: WorkflowState) -> asyncio.Future[None] | None:
+    async def _step(
+        self, workflow_id: str, state: WorkflowState, effect_free: bool
+    ) -> asyncio.Future[None] | None:
         """Run the workflow's next step and record its events: durable on return, or, for a
-        step without an effect, the commit to wait for before the next effect."""
+        step without an effect (`effect_free`, from `_effect_free(state)`), the commit to wait
+        for before the next effect."""
         step = state.current_step
-        effect_free = self._effect_free(state)
         if state.faults.poison_step == step:
             self._crash()  # unannounced, every time: what a poison message does
         if should_crash(state, step):

@@ -32,6 +32,7 @@ from actors.product_agent import ProductAgent, StepAgent
 from actors.protocol import FaultPlan
 from actors.workflow import WorkflowState
 from storage.journal import JournalNotStartedError
+from storage.process_gc import freeze_alive, tune_gc
 from storage.process_memory import release_free_memory, tune_malloc
 from storage.records import (
     AppendBatch,
@@ -321,6 +322,7 @@ class AgentActor:
         self._started = False
         self._sampler: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
+        tune_gc()
 
     @property
     def agent(self) -> DurableAgent:
@@ -395,6 +397,7 @@ class AgentActor:
             raise RuntimeError(f"already serving {self.agent.name}")
         if self._agent is None or self._agent.name != spec.config.name:
             self._agent = build_agent(spec)
+            freeze_alive()  # the agent's adapters live as long as the process
         self.spec = spec
         return await self.start()
 

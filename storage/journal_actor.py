@@ -10,6 +10,7 @@ import asyncio
 import os
 
 from storage.journal import Journal
+from storage.process_gc import tune_gc
 from storage.process_memory import tune_malloc
 from storage.sqlite import SQLiteEventStore
 
@@ -24,6 +25,7 @@ class JournalActor(Journal):
         self.path = path
         # a standby holds an unopened store: every call says "not started" until take_over
         super().__init__(SQLiteEventStore(path or ":memory:", synchronous=synchronous))
+        tune_gc()
 
     async def take_over(self, path: str, synchronous: str = "FULL") -> None:
         if self.path is not None:

@@ -50,6 +50,7 @@ from actors.metrics import RayMetrics
 from actors.models import FrozenModel
 from actors.ray_actors import NAMESPACE, AgentActor, AgentStatus
 from storage.journal_actor import JournalActor
+from storage.process_gc import tune_gc
 from storage.process_memory import tune_malloc
 from storage.records import AppendBatch, AppendRefusal, EventRecord
 from supervisor.child_spec import ChildSpec
@@ -752,6 +753,7 @@ class SupervisorActor(Supervisor):
         tune_malloc()
         reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         super().__init__(children, policy, reattach=reconstructed)
+        tune_gc()
         if reconstructed:
             # nobody will call start(): re-attach to the children now
             ray.get_runtime_context().current_actor.start.remote()

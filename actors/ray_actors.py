@@ -54,9 +54,12 @@ class StandbyError(RuntimeError):
 
 _ACTOR_GONE = (RayActorError, ActorUnavailableError, JournalNotStartedError, StandbyError)
 """A peer that is dead, unreachable, or a standby not yet serving: ask again."""
-FOLLOW_EVERY_S = 2.0
-"""How often a warm standby folds what its role's agent wrote since (cheap: it starts from
-the latest snapshot when one is newer)."""
+FOLLOW_EVERY_S = 10.0
+"""How often a warm standby folds what its role's agent wrote since. It starts from the
+latest snapshot when one is newer, so under load (a snapshot every second or two) most
+events are never folded by the standby at all: the four standbys cost 0.16 ms of CPU per
+product following every 2 s, 0.08 every 10 s. A take-over folds at most the events since
+the latest snapshot (`snapshot_every`) either way."""
 SAMPLE_EVERY_S = 1.0
 """How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
 TRIM_EVERY_S = 5.0

@@ -6,10 +6,9 @@ from Python's default thresholds with a realistic heap.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
+
+from tests.storage.fresh_interpreter import run_script
 
 SCRIPT = """
 import gc, json, sys
@@ -35,11 +34,7 @@ print(json.dumps({"collections": young_runs, "frozen": gc.get_freeze_count(),
 
 
 def collections_while_allocating(mode: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return run_script(SCRIPT, mode)
 
 
 def test_collections_leave_startup_objects_alone_and_run_rarely() -> None:

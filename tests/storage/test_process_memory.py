@@ -8,12 +8,12 @@ heap from shrinking when they are freed.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from typing import Any
 
 import pytest
+
+from tests.storage.fresh_interpreter import run_script
 
 # Both functions act on glibc's malloc and are no-ops returning False elsewhere (macOS,
 # Windows), where there is no allocator setting to check. They run on Linux: CI and
@@ -59,11 +59,7 @@ print(json.dumps({"tuned": tuned, "kept_mb": kept, "released": released,
 
 
 def kept_after_free(mode: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return run_script(SCRIPT, mode)
 
 
 def test_memory_of_freed_batches_goes_back_to_the_system() -> None:

@@ -61,7 +61,8 @@ events are never folded by the standby at all: the four standbys cost 0.16 ms of
 product following every 2 s, 0.08 every 10 s. A take-over folds at most the events since
 the latest snapshot (`snapshot_every`) either way."""
 SAMPLE_EVERY_S = 1.0
-"""How often an agent's gauges (mailbox depth, workflows by status) are sampled."""
+"""How often an agent's gauges (mailbox depth, workflows by status) are sampled and its
+counts handed to Ray (`RayMetrics.flush`)."""
 TRIM_EVERY_S = 5.0
 """How often an agent hands freed heap pages back to the system (`release_free_memory`)."""
 
@@ -353,7 +354,8 @@ class AgentActor:
         return report
 
     async def _sample_every(self, interval_s: float) -> None:
-        """Keep the gauges current: they describe state, so they are sampled, not counted."""
+        """Keep the gauges current (they describe state, so they are sampled, not counted),
+        and hand the counts gathered since the last round to Ray."""
         agent = self.agent
         trim_at = 0.0
         while True:
@@ -368,6 +370,7 @@ class AgentActor:
                 "failed": agent.failed,
             }
             agent.metrics.sampled(mailbox_depth=agent.mailbox_depth, workflows=workflows)
+            agent.metrics.flush()
             if time.monotonic() >= trim_at:  # pages freed below live heap blocks
                 release_free_memory()
                 trim_at = time.monotonic() + TRIM_EVERY_S

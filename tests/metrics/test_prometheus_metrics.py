@@ -106,17 +106,15 @@ def test_messages_and_steps_are_counted_by_type_and_step(
         return (
             s.total("ray_swarm_messages_processed_total", type="process_product") == products
             and s.total("ray_swarm_messages_processed_total", type="workflow_finished") == products
-            and s.total("ray_swarm_step_seconds_count", step="generate_campaign") == valid
+            and s.total("ray_swarm_steps_total", step="generate_campaign") == valid
         )
 
     scraped = wait_for_scrape(metrics_port, counted, "every message and step")
     assert scraped.total("ray_swarm_messages_processed_total", role="marketing") == valid
     assert scraped.total("ray_swarm_messages_failed_total") == 0
     for step in ("generate_listing", "confirm_upload"):
-        assert scraped.total("ray_swarm_step_seconds_count", step=step, outcome="ok") == valid
-    invalid = scraped.total(
-        "ray_swarm_step_seconds_count", step="validate_product_data", outcome="failed"
-    )
+        assert scraped.total("ray_swarm_steps_total", step=step, outcome="ok") == valid
+    invalid = scraped.total("ray_swarm_steps_total", step="validate_product_data", outcome="failed")
     assert invalid == products - valid
 
     # a gauge is sampled each second: wait for the sample taken after the run

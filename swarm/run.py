@@ -77,7 +77,7 @@ def submit_products(
     faults: FaultSettings,
     chunk: int,
     *,
-    window: int = 4,
+    window: int = 2,
 ) -> list[str]:
     """Submit in chunks, at most `window` calls out at once; returns the workflow ids in order.
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from actors.models import Campaign, FrozenModel, Listing, Product, UploadReceipt
 from actors.ports import LLMProvenance
@@ -168,7 +168,7 @@ Event = Annotated[
     | WorkflowFailed,
     Field(discriminator="kind"),
 ]
-_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event, config=ConfigDict(cache_strings="keys"))
 
 EventUpcaster = Callable[[dict[str, Any]], dict[str, Any]]
 EVENT_UPCASTERS: dict[tuple[str, int], EventUpcaster] = {}

@@ -16,7 +16,12 @@ from actors.safe_html import plain_text
 
 
 class FrozenModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", cache_strings="keys")
+    """`cache_strings="keys"`: JSON parsing (messages, events, snapshots) reuses the Python
+    strings of object keys only. By default pydantic also keeps every string value of up to
+    64 characters in a process-wide cache of 16,384 entries: message ids, SKUs, titles.
+    In an agent that held 1.75-4.85 MB of strings from messages long processed, for no
+    gain in decode time (8.0 vs 8.3 us per envelope)."""
 
 
 class Variant(FrozenModel):

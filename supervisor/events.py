@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 
 from actors.models import FrozenModel
 
@@ -68,7 +68,9 @@ SupervisionEvent = Annotated[
     ChildStarted | ChildDied | ChildFailed | Escalated | MessageQuarantined | SupervisorRecovered,
     Field(discriminator="kind"),
 ]
-_ADAPTER: TypeAdapter[SupervisionEvent] = TypeAdapter(SupervisionEvent)
+_ADAPTER: TypeAdapter[SupervisionEvent] = TypeAdapter(
+    SupervisionEvent, config=ConfigDict(cache_strings="keys")
+)
 
 
 def decode_supervision_event(payload: str) -> SupervisionEvent:

@@ -83,7 +83,7 @@ class HttpMarketplaceError(MarketplaceError):
 class _PutReply(BaseModel):
     """The part of a PUT reply body we read; anything else is ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", cache_strings="keys")
 
     revision: str | int | None = None
 

@@ -63,8 +63,10 @@ the latest snapshot (`snapshot_every`) either way."""
 SAMPLE_EVERY_S = 1.0
 """How often an agent's gauges (mailbox depth, workflows by status) are sampled and its
 counts handed to Ray (`RayMetrics.flush`)."""
-TRIM_EVERY_S = 5.0
-"""How often an agent hands freed heap pages back to the system (`release_free_memory`)."""
+TRIM_EVERY_S = 1.0
+"""How often an agent hands freed heap pages back to the system (`release_free_memory`):
+every sample. A trim takes 0.1-0.6 ms; each second instead of every five keeps an agent
+2-4 MB lower after a burst (100k products: product agents 111-112 MB instead of 111-117)."""
 
 
 class ActorLookupError(Exception):

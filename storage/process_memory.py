@@ -11,7 +11,7 @@ and returned to the system when freed) and caps the arenas at two (Ray's threads
 would otherwise each get a heap that stays resident). Called first thing in each
 actor's constructor. glibc returns only the top of a heap by itself: pages freed
 below a block still in use stay resident until `release_free_memory()` (its
-`malloc_trim`), which an agent calls every few seconds. Elsewhere than glibc both
+`malloc_trim`), which an agent calls every second. Elsewhere than glibc both
 do nothing.
 """
 

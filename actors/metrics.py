@@ -212,7 +212,7 @@ class RayMetrics(SwarmMetrics):
         steps, self._steps = self._steps, {}
         m = self._m
         for (name, extra), amount in sums.items():
-            m[name].inc(amount, {**self.tags, **dict(extra)})
+            m[name].inc(amount, self._with(**dict(extra)))
         for (step, outcome), times in steps.items():
             tags = self._with(step=step, outcome=outcome)
             m["swarm_steps"].inc(times.count, tags)

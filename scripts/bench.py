@@ -12,6 +12,9 @@ Sections (`--only` picks some; `--big` adds `rss`):
   coordinator's `workflow_submitted` commit to its `workflow_completed` commit.
   Then the CPU per product over the timed runs, summed over every process of the
   embedded cluster and split by process: on 2 cores, 2 ms per product is 1,000/s.
+  Between the swarm's runs, the issue's bare reference pipeline runs as many
+  products (see bench_reference.py): how fast this machine is at the moment,
+  and the swarm's rate as a fraction of it.
 - recovery: one agent's recovery time against its stream's length (1k, 10k,
   100k events), with and without snapshots (see bench_recovery.py).
 - journal: durable events/s through the journal (see bench_journal.py).
@@ -52,6 +55,7 @@ from bench_llm import run_llm
 from bench_mttr import measure as measure_mttr
 from bench_mttr import print_mttr
 from bench_recovery import run_recovery
+from bench_reference import ISSUE_RATE, ReferencePipeline, reference_products
 
 from swarm.runtime import connect
 from swarm.settings import SwarmSettings
@@ -59,6 +63,7 @@ from swarm.settings import SwarmSettings
 SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm", "mttr", "rss")
 DEFAULT_SECTIONS = ("throughput", "recovery", "journal", "persistence", "llm", "mttr")
 WARMUP_PRODUCTS = 300
+REFERENCE_PER_MESSAGE = 10
 TMPFS = Path("/dev/shm")
 
 
@@ -102,21 +107,29 @@ def _process_kind(process_name: str) -> str:
     return process_name
 
 
-def _print_cpu(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-    actors: dict[str, int], products: int,
-) -> None:  # fmt: skip
+def _add_cpu(
+    used: dict[int, tuple[str, float]],
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+) -> None:
+    """Add each process's CPU seconds between `before` and `after` to `used`."""
+    for pid, (process_name, seconds) in after.items():
+        known_as, earlier = before.get(pid, (process_name, 0.0))
+        _, so_far = used.get(pid, (known_as, 0.0))
+        used[pid] = (known_as, so_far + seconds - earlier)
+
+
+def _print_cpu(used: dict[int, tuple[str, float]], actors: dict[str, int], products: int) -> None:
     """CPU per product over the timed runs, by process: the swarm's actors by name, the
     rest by kind (standbys, Ray's own processes, this driver)."""
     names = {pid: name for name, pid in actors.items()}
     names[os.getpid()] = "driver"  # submits, and reads each run's latencies back
     per_kind: dict[str, float] = {}
-    for pid, (process_name, seconds) in after.items():
-        known_as, earlier = before.get(pid, (process_name, 0.0))
-        kind = names.get(pid) or _process_kind(known_as)
-        per_kind[kind] = per_kind.get(kind, 0.0) + seconds - earlier
+    for pid, (process_name, seconds) in used.items():
+        kind = names.get(pid) or _process_kind(process_name)
+        per_kind[kind] = per_kind.get(kind, 0.0) + seconds
     total = sum(per_kind.values())
-    ms = {kind: used / products * 1000 for kind, used in per_kind.items()}
+    ms = {kind: seconds / products * 1000 for kind, seconds in per_kind.items()}
     top = sorted(ms.items(), key=lambda item: -item[1])
     shown = ", ".join(f"{kind} {value:.2f}" for kind, value in top[:9])
     rest = sum(value for _, value in top[9:])
@@ -126,23 +139,41 @@ def _print_cpu(
 
 def throughput(args: argparse.Namespace, tmp: Path) -> None:
     settings = _settings(tmp / "bench.db", args)
-    with running_swarm(settings):
-        _warm(settings)
-        results: list[RunResult] = []
-        batches = [synthetic_products(args.products) for _ in range(args.repeat)]
-        before = _cluster_cpu()
-        for i, batch in enumerate(batches):
-            r = timed_run(settings, batch)
-            results.append(r)
-            print(f"run {i + 1}: {r.rate:8.1f} products/s   latency p50 {r.p50_ms:7.1f} ms  "
-                  f"p99 {r.p99_ms:7.1f} ms")  # fmt: skip
-        _print_cpu(before, _cluster_cpu(), actor_pids(settings), sum(map(len, batches)))
+    reference = ReferencePipeline(tmp / "reference.db")
+    try:
+        with running_swarm(settings):
+            _warm(settings)
+            reference.run(reference_products(WARMUP_PRODUCTS, "warmup"), REFERENCE_PER_MESSAGE)
+            results: list[RunResult] = []
+            bare: list[float] = []
+            used: dict[int, tuple[str, float]] = {}
+            for i in range(args.repeat):
+                batch = synthetic_products(args.products)
+                before = _cluster_cpu()
+                r = timed_run(settings, batch)
+                _add_cpu(used, before, _cluster_cpu())  # the swarm's runs only
+                results.append(r)
+                products = reference_products(args.products, f"ref{i}")
+                bare.append(reference.run(products, REFERENCE_PER_MESSAGE))
+                print(f"run {i + 1}: {r.rate:8.1f} products/s   latency p50 {r.p50_ms:7.1f} ms  "
+                      f"p99 {r.p99_ms:7.1f} ms   reference {bare[-1]:6.0f}/s")  # fmt: skip
+            _print_cpu(used, actor_pids(settings), args.products * args.repeat)
+    finally:
+        reference.close()
+    rate, bare_rate = median([r.rate for r in results]), median(bare)
     print(
-        f"median of {args.repeat}: {median([r.rate for r in results]):.1f} "
+        f"median of {args.repeat}: {rate:.1f} "
         f"products/s, p50 {median([r.p50_ms for r in results]):.1f} ms, "
         f"p99 {median([r.p99_ms for r in results]):.1f} ms "
         f"({args.products} products, {args.product_agents} product agents, "
         "offline LLM, local marketplace, SQLite synchronous=FULL)"
+    )
+    issue_rate = ISSUE_RATE[REFERENCE_PER_MESSAGE]
+    print(
+        f"reference: the issue's bare 4-stage pipeline ({REFERENCE_PER_MESSAGE} products per "
+        f"message, 3 events per stage, a commit per call) did {bare_rate:.0f}/s between these "
+        f"runs (the issue measured {issue_rate:,.0f}/s): swarm/reference = {rate / bare_rate:.2f}, "
+        f"target 1,000/{issue_rate:,.0f} = {1000 / issue_rate:.2f}"
     )
 
 

@@ -341,6 +341,7 @@ class DurableAgent(ABC):
             state = apply(current, event)
         if state.terminal:
             self.workflows.pop(workflow_id, None)
+            self._encoded_states.pop(workflow_id, None)  # gone from the next snapshot
             if state.status == "failed":
                 self.failed += 1
             elif state.status == "completed":

@@ -67,6 +67,41 @@ handed to Ray (`RayMetrics.flush`) and its freed heap pages given back to the sy
 an agent 2-4 MB lower after a burst (100k products: product agents 110-112 MB, not 111-117)."""
 
 
+async def sample_every(agent: DurableAgent, interval_s: float) -> None:
+    """Keep the agent's gauges current (they describe state, so they are sampled, not
+    counted), hand the counts gathered since the last round to Ray, and trim the heap.
+
+    A round whose metrics fail is logged (the first of a run of failures, and the
+    recovery) and the loop goes on: the trim still runs, and a metrics backend that
+    comes back gets the next rounds' figures.
+    """
+    failing = False
+    while True:
+        try:
+            held = len(agent.workflows)
+            waiting = sum(1 for w in agent.workflows.values() if w.status == "waiting")
+            handed_off = agent.processed - held - agent.completed - agent.failed
+            workflows = {
+                "running": held - waiting,
+                "waiting": waiting,
+                "handed_off": max(handed_off, 0),
+                "completed": agent.completed,
+                "failed": agent.failed,
+            }
+            agent.metrics.sampled(mailbox_depth=agent.mailbox_depth, workflows=workflows)
+            agent.metrics.flush()
+        except Exception:
+            if not failing:
+                log.exception("%s: metrics failed; retrying every %g s", agent.name, interval_s)
+            failing = True
+        else:
+            if failing:
+                log.info("%s: metrics recorded again", agent.name)
+            failing = False
+        release_free_memory()  # pages freed below live heap blocks
+        await asyncio.sleep(interval_s)
+
+
 class ActorLookupError(Exception):
     """A named swarm actor could not be found or reached in time."""
 
@@ -350,28 +385,8 @@ class AgentActor:
         # before the supervisor holds it would die unseen and uncounted
         report = await agent.start(held=True)
         if self._sampler is None:
-            self._sampler = asyncio.ensure_future(self._sample_every(SAMPLE_EVERY_S))
+            self._sampler = asyncio.ensure_future(sample_every(agent, SAMPLE_EVERY_S))
         return report
-
-    async def _sample_every(self, interval_s: float) -> None:
-        """Keep the gauges current (they describe state, so they are sampled, not counted),
-        hand the counts gathered since the last round to Ray, and trim the heap."""
-        agent = self.agent
-        while True:
-            held = len(agent.workflows)
-            waiting = sum(1 for w in agent.workflows.values() if w.status == "waiting")
-            handed_off = agent.processed - held - agent.completed - agent.failed
-            workflows = {
-                "running": held - waiting,
-                "waiting": waiting,
-                "handed_off": max(handed_off, 0),
-                "completed": agent.completed,
-                "failed": agent.failed,
-            }
-            agent.metrics.sampled(mailbox_depth=agent.mailbox_depth, workflows=workflows)
-            agent.metrics.flush()
-            release_free_memory()  # pages freed below live heap blocks
-            await asyncio.sleep(interval_s)
 
     async def _report_quarantine(self, state: WorkflowState, reason: str) -> None:
         try:

@@ -5,6 +5,7 @@ The marketplace is the HTTP stub on 127.0.0.1, the writer the offline one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from actors.models import Product
 from actors.ports import LLMProvenance
 from actors.product_agent import ProductAgent
 from actors.protocol import STEP_LISTING, STEP_UPLOAD, STEP_VALIDATE, Envelope, ProcessProduct
+from actors.ray_actors import sample_every
 from actors.validation import validate_product_data
 from storage.journal import Journal
 from storage.memory import InMemoryEventStore
@@ -240,3 +242,46 @@ def test_a_childs_second_start_is_a_restart() -> None:
         ("started", "product-upload", "product-agent-0"),
     ]
     assert metrics.of("restarted") == [("restarted", "product-upload", "product-agent-0")]
+
+
+class FlakyMetrics(RecordingMetrics):
+    """A metrics backend whose first `failures` flushes raise, as an unreachable one would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def flush(self) -> None:
+        self.calls.append(("flush",))
+        if len(self.of("flush")) <= self.failures:
+            raise RuntimeError("metrics backend unreachable")
+
+
+def test_the_sampler_goes_on_when_metrics_fail(
+    run_scenario: Callable[[Scenario], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    run_scenario(lambda journal, make_agent: _the_sampler_goes_on(make_agent, caplog))
+
+
+async def _the_sampler_goes_on(make_agent: MakeAgent, caplog: pytest.LogCaptureFixture) -> None:
+    metrics = FlakyMetrics(failures=3)
+    agent = make_agent(metrics)
+    await agent.start()
+    with caplog.at_level(logging.INFO, logger="actors.ray_actors"):
+        sampler = asyncio.ensure_future(sample_every(agent, 0.001))
+        try:
+            await eventually(lambda: len(metrics.of("flush")) >= 6, what="six sampling rounds")
+            assert not sampler.done()  # three failed rounds did not end it
+        finally:
+            sampler.cancel()
+            await agent.stop()
+    # every round sampled the gauges, the failing ones included
+    assert len(metrics.of("sampled")) >= len(metrics.of("flush")) - 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "actors.ray_actors"]
+    # one line when the failures start (with the traceback), one when they end
+    assert messages == [
+        "product-agent-0: metrics failed; retrying every 0.001 s",
+        "product-agent-0: metrics recorded again",
+    ]
+    [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.exc_info is not None

@@ -7,9 +7,10 @@ fsync on commit, one commit per call): 1,177 products/s with 10 products per
 message. That pipeline has no protocol, no mailbox, no state and no retries: it
 is the floor of what four Ray hops and four durable commits cost. This is that
 pipeline. Like the swarm it is bound by CPU here (measured: 1.9 of the 2 cores
-busy, 2.0 ms of CPU per product), so the throughput section runs it between the
-swarm's runs: a slow or fast phase of a shared machine moves both figures alike,
-and their ratio is what the swarm reaches of a pipeline that only hops and commits.
+busy, 2.0 ms of CPU per product), so the throughput section runs it right after
+the swarm's runs, the swarm stopped: a slow or fast phase of a shared machine
+moves both figures alike, and their ratio is what the swarm reaches of a
+pipeline that only hops and commits.
 
     python scripts/bench_reference.py [--products 5000] [--per-message 10] [--repeat 3]
 """
@@ -144,6 +145,18 @@ def reference_products(n: int, prefix: str) -> list[dict[str, Any]]:
     return [p.model_dump(mode="json") for p in synthetic_products(n, prefix=prefix)]
 
 
+def run_reference(db_path: Path, products: int, per_message: int, repeat: int) -> list[float]:
+    """Products/s of `repeat` runs of `products` each, after a warm-up (Ray connected)."""
+    pipeline = ReferencePipeline(db_path)
+    try:
+        pipeline.run(reference_products(300, "warm"), per_message)
+        return [
+            pipeline.run(reference_products(products, f"r{i}"), per_message) for i in range(repeat)
+        ]
+    finally:
+        pipeline.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--products", type=int, default=5000)
@@ -155,21 +168,17 @@ def main() -> None:
     from swarm.runtime import connect
 
     connect("local")
-    with tempfile.TemporaryDirectory() as tmp:
-        pipeline = ReferencePipeline(Path(tmp) / "reference.db")
-        try:
-            pipeline.run(reference_products(300, "warm"), args.per_message)
-            rates = [
-                pipeline.run(reference_products(args.products, f"r{i}"), args.per_message)
-                for i in range(args.repeat)
-            ]
-        finally:
-            pipeline.close()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rates = run_reference(
+                Path(tmp) / "reference.db", args.products, args.per_message, args.repeat
+            )
+    finally:
+        ray.shutdown()
     print(
         f"reference: {median(rates):.0f} products/s (runs {runs(rates)}), {args.per_message} "
         f"per message; the issue measured {ISSUE_RATE[args.per_message]:,.0f}/s"
     )
-    ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -143,11 +143,12 @@ def throughput(args: argparse.Namespace, tmp: Path) -> None:
         _warm(settings)
         results: list[RunResult] = []
         used: dict[int, tuple[str, float]] = {}
+        ends: list[dict[int, tuple[str, float]]] = []
         for i in range(args.repeat):
             batch = synthetic_products(args.products)
             before = _cluster_cpu()
-            r = timed_run(settings, batch)
-            _add_cpu(used, before, _cluster_cpu())
+            r = timed_run(settings, batch, ended=lambda: ends.append(_cluster_cpu()))
+            _add_cpu(used, before, ends[-1])  # not the driver's read of the latencies after
             results.append(r)
             print(f"run {i + 1}: {r.rate:8.1f} products/s   latency p50 {r.p50_ms:7.1f} ms  "
                   f"p99 {r.p99_ms:7.1f} ms")  # fmt: skip

@@ -12,7 +12,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -113,8 +113,13 @@ async def _latencies(db: Path, run_id: str) -> tuple[list[float], float | None]:
         await store.close()
 
 
-def timed_run(settings: SwarmSettings, products: list[Product]) -> RunResult:
+def timed_run(
+    settings: SwarmSettings, products: list[Product], *, ended: Callable[[], object] | None = None
+) -> RunResult:
     """Submit `products` to the running swarm and wait until every one is terminal.
+
+    `ended` is called as soon as the run is over, before this driver reads the log back
+    (the throughput section reads the CPU counters there).
 
     The run lasts from the submission to the commit of its last `workflow_completed`
     (read back from the event log: the 50 ms poll that notices the end is this
@@ -126,6 +131,8 @@ def timed_run(settings: SwarmSettings, products: list[Product]) -> RunResult:
     ids = submit_products(coordinator(), run_id, products, FaultSettings(), settings.submit_chunk)
     wait_for_run(journal(), run_id, len(ids), poll_s=0.05)
     polled = time.perf_counter() - began
+    if ended is not None:
+        ended()
     lat, last_done = asyncio.run(_latencies(settings.db_path, run_id))
     wall = polled if last_done is None else min(polled, last_done - began_at)
     lat = lat or [float("nan")]

@@ -266,8 +266,9 @@ class StepAgent(DurableAgent):
                 await durable
         finally:
             self._active -= 1
-            async with self._idle:
-                self._idle.notify_all()
+            if self._active == 0:  # what an isolated step waits for
+                async with self._idle:
+                    self._idle.notify_all()
         failed = any(isinstance(e, StepFailed) for e in events)
         self.metrics.step_finished(step, time.perf_counter() - began, failed=failed)
         if effect_free:

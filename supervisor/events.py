@@ -44,6 +44,17 @@ class ChildFailed(FrozenModel):
     error: str
 
 
+class ChildStartFailed(FrozenModel):
+    """One attempt to start a role failed (its process died, timed out, or its recovery
+    raised); the supervisor tries again, up to `START_ATTEMPTS` in a row, then escalates."""
+
+    kind: Literal["child_start_failed"] = "child_start_failed"
+    role: str
+    actor: str
+    attempt: int
+    error: str
+
+
 class Escalated(FrozenModel):
     kind: Literal["escalated"] = "escalated"
     reason: str
@@ -65,7 +76,13 @@ class SupervisorRecovered(FrozenModel):
 
 
 SupervisionEvent = Annotated[
-    ChildStarted | ChildDied | ChildFailed | Escalated | MessageQuarantined | SupervisorRecovered,
+    ChildStarted
+    | ChildDied
+    | ChildFailed
+    | ChildStartFailed
+    | Escalated
+    | MessageQuarantined
+    | SupervisorRecovered,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[SupervisionEvent] = TypeAdapter(

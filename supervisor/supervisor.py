@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.durable import RecoveryReport
@@ -60,6 +60,7 @@ from supervisor.events import (
     ChildDied,
     ChildFailed,
     ChildStarted,
+    ChildStartFailed,
     Escalated,
     MessageQuarantined,
     SupervisionEvent,
@@ -77,6 +78,10 @@ from supervisor.policy import (
 log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 10.0
 SPARE_DELAY_S = 1.0
+START_ATTEMPTS = 5
+"""Failed attempts in a row to start a role before the supervisor escalates."""
+START_RETRY_S = 0.25
+"""Pause after the first failed attempt to start a role; it doubles with each (0.25 .. 2 s)."""
 """After a restart, how long the role's next standby waits before its process starts."""
 _GONE = (RayActorError, ActorUnavailableError)
 
@@ -200,7 +205,8 @@ class Supervisor:
                     await self._attach(child, *found)
                     reattached.append(role)
                 else:
-                    await self._start_child(child, reason="start")
+                    if not await self._start_child(child, reason="start"):
+                        return []  # escalated: it could not be started
                     respawned.append(role)
                 if role == "journal":
                     await self._open_log()
@@ -361,10 +367,19 @@ class Supervisor:
         )
         return report
 
-    async def _start_child(self, child: _Child, *, reason: str, noticed: float = 0.0) -> None:
-        """Start the role on its standby if one is ready, else on a new process; record it."""
+    async def _start_child(self, child: _Child, *, reason: str, noticed: float = 0.0) -> bool:
+        """Start the role on its standby if one is ready, else on a new process; record it.
+
+        An attempt that fails (the process dies or does not answer in time, or its
+        recovery raises: a log it cannot fold) is recorded, and the role is tried again
+        on a new process, after a pause that doubles. After `START_ATTEMPTS` failures in
+        a row the supervisor escalates, as OTP's does when a child cannot be started:
+        what fails every time is not mended by restarting. Returns False then.
+        """
         began = noticed or time.perf_counter()
-        while True:
+        role = child.spec.name
+        error = ""
+        for attempt in range(1, START_ATTEMPTS + 1):
             handle, name, pid = None, "", 0
             if child.spare is not None:
                 child.spare_wanted.set()  # a standby still waiting to start: start it now
@@ -381,14 +396,19 @@ class Supervisor:
                 if not pid:
                     pid = await asyncio.wait_for(handle.pid.remote(), CALL_TIMEOUT_S)
                 break
-            except (*_GONE, TimeoutError) as e:
-                log.warning(
-                    "%s: %s failed to take over (%r); trying a new process",
-                    child.spec.name,
-                    name,
-                    e,
-                )
+            except (*_GONE, RayTaskError, TimeoutError) as e:
+                error = _brief(e)
+                log.warning("%s: %s failed to take over (attempt %d of %d): %s",
+                            role, name, attempt, START_ATTEMPTS, error)  # fmt: skip
                 ray.kill(handle, no_restart=True)
+                self._note(ChildStartFailed(role=role, actor=name, attempt=attempt, error=error))
+                if attempt < START_ATTEMPTS:
+                    await asyncio.sleep(START_RETRY_S * 2 ** (attempt - 1))  # a retry's pause
+        else:
+            await self._escalate(
+                f"{role} failed to start {START_ATTEMPTS} times in a row (last: {error})"
+            )
+            return False
         child.handle, child.actor, child.pid, child.state = handle, name, pid, "alive"
         self._now_serving()
         child.started_at = time.monotonic()
@@ -411,6 +431,7 @@ class Supervisor:
         if self.state == "running":
             # a new process starting takes a core for a while: the restarted agent goes first
             self._ensure_spare(child, delay_s=SPARE_DELAY_S)
+        return True
 
     # --- watching and deaths --------------------------------------------------------------
     def _watch(self, child: _Child) -> None:
@@ -477,7 +498,8 @@ class Supervisor:
                 member = self.children[name]
                 member.restarts += 1
                 self.total_restarts += 1
-                await self._start_child(member, reason="restart", noticed=noticed)
+                if not await self._start_child(member, reason="restart", noticed=noticed):
+                    return  # escalated: it could not be started
 
     async def child_failed(self, role: str, error: str) -> None:
         """An agent's report of a failure it cannot handle: restart it as an abnormal exit."""
@@ -702,6 +724,14 @@ class Supervisor:
             return
         self._log.next_seq += len(records)
         del self._unjournaled[: len(records)]  # events kept meanwhile go in the next append
+
+
+def _brief(error: BaseException) -> str:
+    """An error as its type and first line; a remote call's own error, not Ray's wrapper."""
+    if isinstance(error, RayTaskError) and isinstance(error.cause, BaseException):
+        error = error.cause
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__
 
 
 def _discard(spare: asyncio.Task[_Spare]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ import ray
 
 from actors.coordinator import FaultSettings
 from storage.records import EventQuery
+from supervisor.supervisor import START_ATTEMPTS
 from swarm.feeds import parse_feed
 from swarm.run import new_run_id, submit_products, wait_for_run
 from swarm.runtime import coordinator, journal
@@ -144,6 +146,33 @@ def test_past_the_restart_intensity_the_supervisor_escalates_and_stops_the_swarm
     assert all(not c.state.startswith("alive") for c in children(supervisor).values())
     # the decision and its reason are in the log
     assert ("escalated", "") in supervision_events(settings)
+
+
+def test_a_role_that_cannot_start_escalates_after_a_few_attempts_not_forever(
+    swarm_factory: Callable[..., SwarmSettings],
+) -> None:
+    """A log the agent cannot fold (here its newest event, damaged on disk) fails every
+    recovery: the supervisor tries a few times, records each failure, then escalates
+    with the role and the error, instead of starting processes without end. (No warm
+    standby: one would have folded the event before the damage.)"""
+    settings = swarm_factory(warm_standby=False)
+    supervisor = running_supervisor()
+    run_sample()
+    with sqlite3.connect(settings.db_path, timeout=30) as db:
+        db.execute(
+            "UPDATE events SET payload = '{\"damaged' WHERE stream_id = 'product-agent-0' "
+            "AND seq = (SELECT MAX(seq) FROM events WHERE stream_id = 'product-agent-0')"
+        )
+    kill(supervisor, "product-agent-0")
+    wait_until(lambda: ray.get(supervisor.health.remote()).state == "escalated", 60, "escalation")
+    reason = ray.get(supervisor.health.remote()).reason
+    assert f"product-agent-0 failed to start {START_ATTEMPTS} times in a row" in reason
+    assert "ValidationError" in reason  # the recovery's own error, not Ray's wrapper
+    assert all(not c.state.startswith("alive") for c in children(supervisor).values())
+    events = supervision_events(settings)
+    failed = [e for e in events if e == ("child_start_failed", "product-agent-0")]
+    assert len(failed) == START_ATTEMPTS
+    assert events[-1] == ("escalated", "")
 
 
 def test_a_killed_journal_is_restarted_and_agents_carry_on(

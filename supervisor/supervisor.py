@@ -78,11 +78,11 @@ from supervisor.policy import (
 log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 10.0
 SPARE_DELAY_S = 1.0
+"""After a restart, how long the role's next standby waits before its process starts."""
 START_ATTEMPTS = 5
 """Failed attempts in a row to start a role before the supervisor escalates."""
 START_RETRY_S = 0.25
 """Pause after the first failed attempt to start a role; it doubles with each (0.25 .. 2 s)."""
-"""After a restart, how long the role's next standby waits before its process starts."""
 _GONE = (RayActorError, ActorUnavailableError)
 
 
@@ -387,20 +387,22 @@ class Supervisor:
                 try:
                     spare = await asyncio.wait_for(asyncio.shield(starting), CALL_TIMEOUT_S * 6)
                     handle, name, pid = spare.handle, spare.name, spare.pid
-                except (*_GONE, TimeoutError):
+                except Exception:  # noqa: BLE001 - a standby that failed: a new process
                     _discard(starting)
-            if handle is None:
-                handle, name = await self._new_actor(child, standby=False)
             try:
+                if handle is None:
+                    handle, name = await self._new_actor(child, standby=False)
                 report = await self._take_over(child, handle)
                 if not pid:
                     pid = await asyncio.wait_for(handle.pid.remote(), CALL_TIMEOUT_S)
                 break
-            except (*_GONE, RayTaskError, TimeoutError) as e:
+            except Exception as e:  # noqa: BLE001 - every failure to start counts, then escalates
                 error = _brief(e)
+                where = name or "a new process"
                 log.warning("%s: %s failed to take over (attempt %d of %d): %s",
-                            role, name, attempt, START_ATTEMPTS, error)  # fmt: skip
-                ray.kill(handle, no_restart=True)
+                            role, where, attempt, START_ATTEMPTS, error)  # fmt: skip
+                if handle is not None:
+                    ray.kill(handle, no_restart=True)
                 self._note(ChildStartFailed(role=role, actor=name, attempt=attempt, error=error))
                 if attempt < START_ATTEMPTS:
                     await asyncio.sleep(START_RETRY_S * 2 ** (attempt - 1))  # a retry's pause
@@ -460,7 +462,12 @@ class Supervisor:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("supervisor: %r failed", task, exc_info=task.exception())
 
     async def _on_death(self, child: _Child, handle: Any, cause: str, noticed: float) -> None:
         async with self._lock:

@@ -66,7 +66,6 @@ from swarm.feeds import FeedError, parse_feed
 from swarm.run import (
     STAGES,
     RunSummary,
-    SwarmEscalatedError,
     new_run_id,
     submit_products,
     summarize,
@@ -76,6 +75,7 @@ from swarm.run import (
 )
 from swarm.runtime import (
     RayConnectionError,
+    SwarmEscalatedError,
     connect,
     coordinator,
     find_swarm,

@@ -25,7 +25,7 @@ from actors.protocol import STEPS
 from storage.journal import JournalNotStartedError
 from storage.records import EventRecord
 from swarm.ledger import LedgerTotals, run_ledger_queries, totals
-from swarm.runtime import find_swarm, whereis
+from swarm.runtime import SwarmEscalatedError, find_swarm, whereis
 
 T = TypeVar("T")
 STAGES = (*STEPS, "completed")
@@ -109,10 +109,6 @@ def submit_products(
     while pending:
         ids.extend(settle(*pending.popleft()))
     return ids
-
-
-class SwarmEscalatedError(RuntimeError):
-    """The supervisor gave up (restart intensity passed) and stopped the swarm."""
 
 
 def _counts(journal: Any, run_id: str | None) -> tuple[Any, dict[tuple[str, str], int]]:

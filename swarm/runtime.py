@@ -270,11 +270,20 @@ def start_swarm(settings: SwarmSettings, *, detached: bool) -> Any:
     while True:  # Ray restarts a supervisor killed while it starts; start() is idempotent
         try:
             ray.get(supervisor.start.remote())
-            return supervisor
+            health = ray.get(supervisor.health.remote())
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+            continue
+        if health.state == "escalated":  # a role could not be started, or it escalated before
+            raise SwarmEscalatedError(f"the supervisor escalated: {health.reason}")
+        return supervisor
+
+
+class SwarmEscalatedError(RuntimeError):
+    """The supervisor gave up (restart intensity passed, or a role could not be started)
+    and stopped the swarm."""
 
 
 def find_swarm() -> Any | None:

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +23,17 @@ from storage.records import EventQuery
 from supervisor.supervisor import START_ATTEMPTS
 from swarm.feeds import parse_feed
 from swarm.run import new_run_id, submit_products, wait_for_run
-from swarm.runtime import coordinator, journal
+from swarm.runtime import (
+    SwarmEscalatedError,
+    coordinator,
+    find_swarm,
+    journal,
+    start_swarm,
+    stop_swarm,
+)
 from swarm.settings import SAMPLE_CATALOG, SwarmSettings
 from tests.cluster import running_supervisor, wait_until
-from tests.conftest import read_store
+from tests.conftest import make_settings, read_store
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -173,6 +181,24 @@ def test_a_role_that_cannot_start_escalates_after_a_few_attempts_not_forever(
     failed = [e for e in events if e == ("child_start_failed", "product-agent-0")]
     assert len(failed) == START_ATTEMPTS
     assert events[-1] == ("escalated", "")
+
+
+def test_a_swarm_whose_journal_cannot_start_is_reported_escalated_with_the_cause(
+    ray_local: None, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "a-directory"
+    db_path.mkdir()  # SQLite cannot open a directory as its database
+    try:
+        with pytest.raises(SwarmEscalatedError) as raised:
+            start_swarm(make_settings(db_path), detached=False)
+        message = str(raised.value)
+        assert f"journal failed to start {START_ATTEMPTS} times in a row" in message
+        assert "SQLiteStoreError" in message  # the journal's own error, not Ray's wrapper
+        assert "unable to open database file" in message
+    finally:
+        leftover = find_swarm()
+        if leftover is not None:
+            stop_swarm(leftover)
 
 
 def test_a_killed_journal_is_restarted_and_agents_carry_on(

@@ -341,7 +341,9 @@ class DurableAgent(ABC):
             state = apply(current, event)
         if state.terminal:
             self.workflows.pop(workflow_id, None)
-            self._encoded_states.pop(workflow_id, None)  # gone from the next snapshot
+            self._encoded_states.pop(
+                workflow_id, None
+            )  # free its JSON now, not at the next snapshot
             if state.status == "failed":
                 self.failed += 1
             elif state.status == "completed":

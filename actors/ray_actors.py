@@ -73,7 +73,8 @@ async def sample_every(agent: DurableAgent, interval_s: float) -> None:
 
     A round whose metrics fail is logged (the first of a run of failures, and the
     recovery) and the loop goes on: the trim still runs, and a metrics backend that
-    comes back gets the next rounds' figures.
+    comes back gets the next rounds' figures. The counts of a failed round are lost
+    (`flush` takes them before it sends): counters then read low, never double.
     """
     failing = False
     while True:

@@ -121,9 +121,10 @@ def timed_run(
     `ended` is called as soon as the run is over, before this driver reads the log back
     (the throughput section reads the CPU counters there).
 
-    The run lasts from the submission to the commit of its last `workflow_completed`
-    (read back from the event log: the 50 ms poll that notices the end is this
-    driver's, not the swarm's). Latency is from the coordinator's
+    The run lasts from the submission to its last `workflow_completed` (or
+    `workflow_failed`), as the event log dates it: when the group commit that wrote it
+    began, a few ms before it was durable. The 50 ms poll that notices the end is this
+    driver's, not the swarm's. Latency is from the coordinator's
     `workflow_submitted` commit to its `workflow_completed` commit.
     """
     run_id = new_run_id()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -133,7 +134,9 @@ class ReferencePipeline:
         return done
 
     def close(self) -> None:
-        ray.get(self.journal.close.remote())
+        # a dead journal: its actors go all the same, and an error in flight stays the error
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.get(self.journal.close.remote(), timeout=30)
         for actor in (*self.stages, self.journal):
             ray.kill(actor)
 

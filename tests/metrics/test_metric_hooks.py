@@ -275,8 +275,6 @@ async def _the_sampler_goes_on(make_agent: MakeAgent, caplog: pytest.LogCaptureF
         finally:
             sampler.cancel()
             await agent.stop()
-    # every round sampled the gauges, the failing ones included
-    assert len(metrics.of("sampled")) == len(metrics.of("flush"))
     messages = [r.getMessage() for r in caplog.records if r.name == "actors.ray_actors"]
     # one line when the failures start (with the traceback), one when they end
     assert messages == [

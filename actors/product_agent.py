@@ -104,6 +104,10 @@ class StepAgent(DurableAgent):
         self.on_quarantine: Callable[[WorkflowState, str], Awaitable[None]] = _ignore
         """Awaited when a workflow is quarantined (the Ray host tells the supervisor)."""
         self._marked: set[str] = set()
+        self.outcome_unknown: set[str] = set()
+        """Workflows whose last effect may have happened unseen (resumed after a failure, or
+        waiting after a retryable error): an upload looks the product up before it writes.
+        Unlike `recovered`, no process died with them: it does not count toward poison."""
         self._open = asyncio.Event()
         self._open.set()
         self._isolation = asyncio.Lock()
@@ -125,7 +129,7 @@ class StepAgent(DurableAgent):
                 await self.record(workflow_id, (), processed=[envelope.message_id])
                 return
             # the failed step may have had an effect whose answer was lost: reconcile first
-            self.recovered.add(workflow_id)
+            self.outcome_unknown.add(workflow_id)
         _, durable = self._record_nowait(workflow_id, [accepted], processed=[envelope.message_id])
         await self.advance(workflow_id, after=durable)
 
@@ -184,6 +188,7 @@ class StepAgent(DurableAgent):
                     await self._open.wait()
                     continue  # the state may have moved on while the gate was closed
                 durable = await self._step(workflow_id, state, effect_free) or durable
+        self.outcome_unknown.discard(workflow_id)  # it has left this agent
         if durable is not None:
             await durable
 
@@ -291,7 +296,7 @@ class StepAgent(DurableAgent):
         """Past the retry budget: a retryable error makes the workflow wait, others fail it."""
         reason = f"{type(error).__name__}: {error}"
         if error.retryable:
-            self.recovered.add(state.task_id)  # the effect's outcome is unknown: look it up first
+            self.outcome_unknown.add(state.task_id)  # the effect may have happened: look it up
             retry_after = getattr(error, "retry_after", None)
             return [StepWaiting(step=step, reason=reason, retry_after_s=retry_after)], []
         return self._failed(state, step, reason)
@@ -394,7 +399,7 @@ class ProductAgent(StepAgent):
         key = f"{state.task_id}:upload"
         # an outcome is unknown after a crash (inherited workflow) or a failed attempt:
         # look the product up first and write only if the marketplace lacks this listing
-        unknown = state.task_id in self.recovered
+        unknown = state.task_id in self.recovered or state.task_id in self.outcome_unknown
 
         async def attempt() -> UploadConfirmed:
             nonlocal unknown

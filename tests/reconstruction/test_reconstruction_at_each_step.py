@@ -58,6 +58,10 @@ def test_reconstruction_resumes_at_the_failed_step_and_redoes_nothing(
     assert llm_calls(llm, "Wool Beanie") == Counter({"Listing": 1, "Campaign": 1})
     assert shop.writes == Counter({"wool-beanie": 1})
     assert log_problems(all_events(settings.db_path), completed=["task-1"]) == []
+    # `workflow_resumed` means a process died with the workflow in flight (it counts toward
+    # poison suspicion): a crash records it once, a failed step resumed on request never
+    resumed = [e for e in all_events(settings.db_path) if e.type == "workflow_resumed"]
+    assert len(resumed) == (1 if mode == "crash" else 0)
 
 
 def test_an_upload_whose_answer_was_lost_waits_then_looks_the_product_up_first(

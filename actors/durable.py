@@ -341,9 +341,8 @@ class DurableAgent(ABC):
             state = apply(current, event)
         if state.terminal:
             self.workflows.pop(workflow_id, None)
-            self._encoded_states.pop(
-                workflow_id, None
-            )  # free its JSON now, not at the next snapshot
+            # free its cached JSON now, not at the next snapshot
+            self._encoded_states.pop(workflow_id, None)
             if state.status == "failed":
                 self.failed += 1
             elif state.status == "completed":

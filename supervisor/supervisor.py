@@ -451,7 +451,7 @@ class Supervisor:
                 await asyncio.sleep(0.05)
                 continue
             except RayActorError as e:
-                cause = _cause(e)
+                cause = _brief(e)
             except asyncio.CancelledError:
                 return
             break
@@ -737,8 +737,8 @@ def _brief(error: BaseException) -> str:
     """An error as its type and first line; a remote call's own error, not Ray's wrapper."""
     if isinstance(error, RayTaskError) and isinstance(error.cause, BaseException):
         error = error.cause
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def _discard(spare: asyncio.Task[_Spare]) -> None:
@@ -775,12 +775,6 @@ async def _ask_serving(name: str) -> tuple[Any, str | None]:
 def _node_alive(node_id: str) -> bool:
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
     return any(n.get("NodeID") == node_id and n.get("Alive") for n in nodes)
-
-
-def _cause(error: RayActorError) -> str:
-    text = str(error).strip().splitlines()
-    first = next((line for line in text if line.strip()), type(error).__name__)
-    return f"{type(error).__name__}: {first[:200]}"
 
 
 class SupervisorActor(Supervisor):

@@ -25,7 +25,7 @@ from actors.protocol import STEPS
 from storage.journal import JournalNotStartedError
 from storage.records import EventRecord
 from swarm.ledger import LedgerTotals, run_ledger_queries, totals
-from swarm.runtime import SwarmEscalatedError, find_swarm, whereis
+from swarm.runtime import find_swarm, raise_if_escalated, whereis
 
 T = TypeVar("T")
 STAGES = (*STEPS, "completed")
@@ -138,8 +138,7 @@ def _check_supervisor() -> None:
         health = ray.get(supervisor.health.remote(), timeout=10)
     except (RayActorError, ActorUnavailableError, GetTimeoutError):
         return  # restarting: it re-attaches to its children
-    if health.state == "escalated":
-        raise SwarmEscalatedError(f"the supervisor escalated: {health.reason}")
+    raise_if_escalated(health)
 
 
 def wait_for_run(

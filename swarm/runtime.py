@@ -276,14 +276,19 @@ def start_swarm(settings: SwarmSettings, *, detached: bool) -> Any:
                 raise
             time.sleep(0.2)
             continue
-        if health.state == "escalated":  # a role could not be started, or it escalated before
-            raise SwarmEscalatedError(f"the supervisor escalated: {health.reason}")
+        raise_if_escalated(health)  # a role could not be started, or it escalated before
         return supervisor
 
 
 class SwarmEscalatedError(RuntimeError):
     """The supervisor gave up (restart intensity passed, or a role could not be started)
     and stopped the swarm."""
+
+
+def raise_if_escalated(health: Any) -> None:
+    """Raise `SwarmEscalatedError` with the reason if the supervisor's `health()` says so."""
+    if health.state == "escalated":
+        raise SwarmEscalatedError(f"the supervisor escalated: {health.reason}")
 
 
 def find_swarm() -> Any | None:

@@ -13,7 +13,7 @@ from actors.coordinator import Coordinator
 from actors.durable import AgentConfig, AgentSnapshot
 from actors.models import Product
 from actors.product_agent import ProductAgent
-from actors.protocol import Envelope, WorkflowFinished, decode_envelope
+from actors.protocol import Envelope, FaultPlan, WorkflowFinished, decode_envelope
 from storage.memory import InMemoryEventStore
 from tests.agents.harness import (
     AGENT,
@@ -43,6 +43,7 @@ class ProductAgentRig:
         effect_concurrency: int = 64,
         commit_linger_s: float = 0.0,
         commit_batch_records: int = 64,
+        row_delay_s: float = 0.0,
     ) -> None:
         self.journal = RecordingJournal(InMemoryEventStore())
         self.transport = LocalTransport()
@@ -51,7 +52,8 @@ class ProductAgentRig:
         self.snapshot_every = snapshot_every
         self.effect_concurrency = effect_concurrency
         self.commit = {
-            "commit_linger_s": commit_linger_s, "commit_batch_records": commit_batch_records
+            "commit_linger_s": commit_linger_s, "commit_batch_records": commit_batch_records,
+            "row_delay_s": row_delay_s,
         }  # fmt: skip
         self.agent = self.new_agent()
 
@@ -274,3 +276,71 @@ def test_coordinator_admits_no_more_than_max_in_flight() -> None:
     at_limit, held_back, after_one, ids = run(scenario())
     assert (at_limit, held_back, after_one) == (3, True, 3)
     assert ids == [f"r:beanie-{i}" for i in range(5)]
+
+
+# --- the workflows view ---------------------------------------------------------------
+
+
+def test_a_long_step_shows_in_the_workflows_view_within_the_row_delay() -> None:
+    """A row held back for the next step is written on its own once the step takes longer."""
+
+    async def scenario() -> tuple[str, str, int]:
+        rig = ProductAgentRig(row_delay_s=0.2)
+        await rig.journal.start()
+        workflow_id = f"r:{product(0).product_id}"
+        gate = rig.writer.held[product(0).product_id] = asyncio.Event()
+        await rig.agent.start()
+        await rig.agent.deliver([process_product_body(0)])
+
+        async def shown() -> bool:
+            row = await rig.journal.workflow(workflow_id)
+            return row is not None and row.current_step == "generate_listing"
+
+        await eventually(shown, 10, "the row of the workflow waiting for its listing")
+        row = await rig.journal.workflow(workflow_id)
+        assert row is not None
+        # nothing else was recorded meanwhile: the row went in a commit of its own
+        rows_alone = sum(1 for b in rig.journal.committed if b.workflows and not b.events)
+        gate.set()
+        await eventually(lambda: len(rig.handed_off()) == 1)
+        return row.agent_id, row.status, rows_alone
+
+    assert run(scenario()) == (AGENT, "running", 1)
+
+
+def test_rows_held_back_are_dropped_when_the_workflow_moves_on() -> None:
+    """Workflows that pass through this agent within the delay leave no row of its own: the
+    next agent writes theirs, and a late row from here could only be older than it."""
+
+    async def scenario(row_delay_s: float) -> int:
+        rig = ProductAgentRig(row_delay_s=row_delay_s)
+        await rig.journal.start()
+        await rig.agent.start()
+        await rig.agent.deliver([process_product_body(i) for i in range(20)])
+        await eventually(lambda: len(rig.handed_off()) == 20)
+        await rig.agent.stop()
+        return sum(len(b.workflows) for b in rig.journal.committed)
+
+    assert run(scenario(30.0)) == 0
+    assert run(scenario(0.0)) >= 20 * 4  # accepted, validated, listed, uploaded, handed off
+
+
+def test_a_failed_workflow_is_in_the_view_with_its_failure() -> None:
+    async def scenario() -> list[tuple[list[str], str]]:
+        rig = ProductAgentRig(row_delay_s=30.0)
+        await rig.journal.start()
+        await rig.agent.start()
+        failing = process_product(0, FaultPlan(fail_step="generate_listing"))
+        await rig.agent.deliver([failing.model_dump_json()])
+        await eventually(lambda: "step_failed" in rig.journal.committed_types(failing.workflow_id))
+        await rig.agent.stop()
+        return [
+            ([e.type for e in b.events], row.status)
+            for b in rig.journal.committed
+            for row in b.workflows
+            if row.workflow_id == failing.workflow_id
+        ]
+
+    [(types, status)] = run(scenario())
+    assert status == "failed"
+    assert types == ["step_failed"]

@@ -495,6 +495,8 @@ class DurableAgent(ABC):
             dead_letters=tuple(d for p in group for d in p.dead),
             snapshot=snapshot,
         )
+        if not group and not batch.workflows and snapshot is None:
+            return  # woken for held rows a moment before they were due: nothing to write
         outcome = await self.journal.append(batch)
         if isinstance(outcome, AppendRefusal):
             error = AgentFencedError(f"{self.name}: journal refused a commit: {outcome.message}")
@@ -535,7 +537,7 @@ class DurableAgent(ABC):
             held.pop(state.task_id, None)
             if delay <= 0 or state.status != "handed_off":
                 rows.append(self.workflow_row(state))
-        due = now - delay
+        due = now - delay * 0.75  # those nearly due go too: one commit for them, not several
         while held:
             workflow_id, (state, since) = next(iter(held.items()))
             if since > due:

@@ -524,8 +524,10 @@ class DurableAgent(ABC):
         long, and then its newest state is written. A busy agent's workflows pass through
         their steps in less, so most of those rows are never written: they were 7 of the 9
         rows a product wrote. A workflow handed on drops its held row: its next agent
-        writes its own. The view lags a running workflow's step by at most the delay;
-        submissions, waits, failures and outcomes are never held.
+        writes its own. While the agent runs, the view lags a running workflow's step by
+        at most the delay (plus a commit); rows held when the process ends are lost, and
+        recovery rewrites them (a step agent records `workflow_resumed` for each workflow
+        it inherits). Submissions, waits, failures and outcomes are never held.
         """
         delay, held, rows = self.config.row_delay_s, self._held_rows, []
         now = time.monotonic()

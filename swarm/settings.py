@@ -46,10 +46,10 @@ class SwarmSettings(BaseSettings):
     """How long an agent's small commit waits for more work to share it: LLM calls that
     finish one by one then share journal calls and pushes (0: commit at once)."""
     row_delay_ms: float = Field(default=250.0, ge=0)
-    """How long a product or marketing agent may hold back the workflows view's row of a
-    workflow that only moved on a step: a busy agent's workflows pass through their steps
-    in less, so most such rows are never written (0: every step at once). Submissions,
-    waits, failures and completions are written with the events that cause them."""
+    """How long a running product or marketing agent may hold back the workflows view's
+    row of a workflow it took or moved on a step: a busy agent's workflows pass through
+    their steps in less, so most such rows are never written (0: every step at once).
+    Submissions, waits, failures and outcomes are written with the events that cause them."""
     effect_concurrency: int = Field(default=64, ge=1)
     """LLM and marketplace calls in flight per agent."""
     step_attempts: int = Field(default=3, ge=1)

@@ -15,6 +15,8 @@ from actors.models import Product
 from actors.product_agent import ProductAgent
 from actors.protocol import Envelope, FaultPlan, WorkflowFinished, decode_envelope
 from storage.memory import InMemoryEventStore
+from swarm.runtime import agent_config
+from swarm.settings import SwarmSettings
 from tests.agents.harness import (
     AGENT,
     CatalogMarketplace,
@@ -281,8 +283,9 @@ def test_coordinator_admits_no_more_than_max_in_flight() -> None:
 # --- the workflows view ---------------------------------------------------------------
 
 
-def test_a_long_step_shows_in_the_workflows_view_within_the_row_delay() -> None:
-    """A row held back for the next step is written on its own once the step takes longer."""
+def test_a_long_step_shows_in_the_workflows_view_on_a_commit_of_its_own() -> None:
+    """A row held back for the next step is written on its own once it is due, though the
+    agent records nothing else meanwhile."""
 
     async def scenario() -> tuple[str, str, int]:
         rig = ProductAgentRig(row_delay_s=0.2)
@@ -344,3 +347,12 @@ def test_a_failed_workflow_is_in_the_view_with_its_failure() -> None:
     [(types, status)] = run(scenario())
     assert status == "failed"
     assert types == ["step_failed"]
+
+
+def test_only_step_agents_hold_rows_back() -> None:
+    """The coordinator's rows are submissions and outcomes: the view (and `known_workflows`,
+    which a resubmission is checked against) has them with their events."""
+    settings = SwarmSettings(row_delay_ms=250)
+    assert agent_config(settings, "coordinator", "coordinator").row_delay_s == 0
+    assert agent_config(settings, "product-agent-0", "product-upload").row_delay_s == 0.25
+    assert agent_config(settings, "marketing-agent-0", "marketing").row_delay_s == 0.25

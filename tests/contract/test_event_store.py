@@ -25,6 +25,7 @@ from storage.records import (
     MessageRecord,
     SequenceConflictError,
     SnapshotRecord,
+    WorkflowRow,
 )
 from storage.sqlite import SQLiteEventStore
 from storage.store import EventStore
@@ -110,6 +111,22 @@ class EventStoreContract:
             return outcome
 
         assert isinstance(run(scenario()), FencedError)
+
+    def test_an_older_epoch_is_fenced_off_without_events_too(self, store: EventStore) -> None:
+        """A batch of view rows only (an agent's held rows) is fenced like any other."""
+
+        async def scenario() -> tuple[object, WorkflowRow | None]:
+            old = await store.open_stream("a")
+            await store.open_stream("a")
+            row = WorkflowRow(workflow_id="w", status="running", current_step="generate_listing")
+            [outcome] = await store.commit(
+                [AppendBatch(stream_id="a", epoch=old.epoch, workflows=(row,))]
+            )
+            return outcome, await store.workflow("w")
+
+        outcome, written = run(scenario())
+        assert isinstance(outcome, FencedError)
+        assert written is None
 
     def test_a_refused_batch_does_not_spoil_the_others_in_its_group(
         self, store: EventStore

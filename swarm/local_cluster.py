@@ -26,10 +26,19 @@ REPO = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).with_name("ray")
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now. They are bound all at once: one at a
+    time, the OS may hand a port out again as soon as the socket that held it closes."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    [port] = free_ports(1)
+    return port
 
 
 class LocalCluster:
@@ -42,17 +51,19 @@ class LocalCluster:
         self._pgid: int | None = None
 
     def start(self) -> LocalCluster:
-        port, self.dashboard_port, self.metrics_port = free_port(), free_port(), free_port()
+        port, self.dashboard_port, self.metrics_port, client, agent, agent_grpc, env_agent = (
+            free_ports(7)
+        )
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         command = [
             str(RAY), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
             f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             f"--metrics-export-port={self.metrics_port}",
-            f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
+            f"--ray-client-server-port={client}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={env_agent}",
             "--disable-usage-stats",
         ]  # fmt: skip
         starter = subprocess.Popen(

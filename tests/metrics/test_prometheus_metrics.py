@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from storage.records import EventQuery, EventRecord
 from storage.store import EventStore
 from swarm.feeds import parse_feed
 from swarm.ledger import run_ledger_queries, totals
+from swarm.local_cluster import free_port
 from swarm.run import new_run_id, submit_products, wait_for_run
 from swarm.runtime import child_specs, coordinator, journal, start_swarm, stop_swarm
 from swarm.settings import SAMPLE_CATALOG, SwarmSettings
@@ -32,16 +32,9 @@ from tests.metrics.prometheus import Sample, Scrape, wait_for_scrape
 pytestmark = pytest.mark.timeout(240)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def metrics_port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,8 @@ class AgentConfig(FrozenModel):
     """How long a small commit waits for more work to share it (0: commit at once)."""
     row_delay_s: float = 0.0
     """How long the workflows view's row of a workflow still running here may wait for
-    its next step (see `_rows`); 0: every change's row goes with its events."""
+    its next step, in an agent that `holds_rows` (see `_rows`); 0: every change's row goes
+    with its events."""
     commit_batch_records: int = 64
     """Events, sends and consumed ids pending that make a commit go without waiting."""
     max_in_flight: int = 500
@@ -170,6 +171,12 @@ class _Pending:
 
 
 class DurableAgent(ABC):
+    holds_rows = False
+    """Whether `row_delay_s` applies: the rows of workflows this kind of agent runs through
+    steps may wait for the next step. The coordinator's rows are submissions and outcomes,
+    which the view (and `known_workflows`, which a resubmission is checked against) has
+    with their events."""
+
     def __init__(self, config: AgentConfig, journal: JournalPort, transport: Transport) -> None:
         self.config = config
         self.name = config.name
@@ -529,7 +536,8 @@ class DurableAgent(ABC):
         recovery rewrites them (a step agent records `workflow_resumed` for each workflow
         it inherits). Submissions, waits, failures and outcomes are never held.
         """
-        delay, held, rows = self.config.row_delay_s, self._held_rows, []
+        delay = self.config.row_delay_s if self.holds_rows else 0.0
+        held, rows = self._held_rows, []
         now = time.monotonic()
         for state in latest:
             if delay > 0 and state.status == "running":

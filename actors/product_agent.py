@@ -89,6 +89,7 @@ class StepAgent(DurableAgent):
     """A durable agent that runs workflow steps, with the seed's failure injection."""
 
     coordinator = "coordinator"
+    holds_rows = True
     steps: tuple[str, ...] = ()
     """The steps this agent runs: the ones a `ResumeWorkflow` may name."""
 

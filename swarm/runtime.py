@@ -139,8 +139,7 @@ def agent_config(settings: SwarmSettings, name: str, role: str) -> AgentConfig:
         role=role,
         snapshot_every=settings.snapshot_every,
         commit_linger_s=settings.commit_linger_ms / 1000,
-        # the coordinator's rows are submissions and outcomes: never held back
-        row_delay_s=0.0 if role == "coordinator" else settings.row_delay_ms / 1000,
+        row_delay_s=settings.row_delay_ms / 1000,  # for the agents that hold rows back
         max_in_flight=settings.max_in_flight,
         step_attempts=settings.step_attempts,
         retry_backoff_s=settings.retry_backoff_s,

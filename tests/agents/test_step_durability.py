@@ -11,12 +11,11 @@ import pytest
 
 from actors.coordinator import Coordinator
 from actors.durable import AgentConfig, AgentSnapshot
+from actors.marketing_agent import MarketingAgent
 from actors.models import Product
 from actors.product_agent import ProductAgent
 from actors.protocol import Envelope, FaultPlan, WorkflowFinished, decode_envelope
 from storage.memory import InMemoryEventStore
-from swarm.runtime import agent_config
-from swarm.settings import SwarmSettings
 from tests.agents.harness import (
     AGENT,
     CatalogMarketplace,
@@ -351,8 +350,21 @@ def test_a_failed_workflow_is_in_the_view_with_its_failure() -> None:
 
 def test_only_step_agents_hold_rows_back() -> None:
     """The coordinator's rows are submissions and outcomes: the view (and `known_workflows`,
-    which a resubmission is checked against) has them with their events."""
-    settings = SwarmSettings(row_delay_ms=250)
-    assert agent_config(settings, "coordinator", "coordinator").row_delay_s == 0
-    assert agent_config(settings, "product-agent-0", "product-upload").row_delay_s == 0.25
-    assert agent_config(settings, "marketing-agent-0", "marketing").row_delay_s == 0.25
+    which a resubmission is checked against) has them with their events, whatever the delay."""
+
+    async def scenario() -> list[tuple[list[str], int]]:
+        journal = RecordingJournal(InMemoryEventStore())
+        await journal.start()
+        config = AgentConfig(name="coordinator", role="coordinator", row_delay_s=30.0)
+        coordinator = Coordinator(config, journal, LocalTransport(), (AGENT,))
+        await coordinator.start()
+        await coordinator.submit("r", [product(i) for i in range(3)])
+        await coordinator.stop()
+        return [([e.type for e in b.events], len(b.workflows)) for b in journal.committed]
+
+    commits = run(scenario())
+    submitted = sum(types.count("workflow_submitted") for types, _ in commits)
+    assert submitted == 3
+    assert all(types.count("workflow_submitted") == rows for types, rows in commits)
+    assert ProductAgent.holds_rows
+    assert MarketingAgent.holds_rows
